@@ -1,0 +1,239 @@
+"""Parse and validate the `DicomEvents` section of Orthanc's configuration.
+
+Everything is checked once, at start-up: an invalid value raises `ConfigurationError` naming the
+key path and the value seen, so Orthanc refuses to start rather than run half-configured.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+from urllib.parse import urlsplit
+
+SECTION = "DicomEvents"
+ORIGINS = ("UNKNOWN", "DICOM_PROTOCOL", "REST_API", "PLUGIN", "LUA", "WEB_DAV")
+_SNS_TOPIC_ARN = re.compile(r"^arn:aws[\w-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
+_TAG_GROUP_ELEMENT = re.compile(r"^[0-9A-Fa-f]{4},[0-9A-Fa-f]{4}$")
+
+
+class ConfigurationError(ValueError):
+    """An invalid configuration value; the message names the key path and the value seen."""
+
+    def __init__(self, path: str, value: object, problem: str) -> None:
+        self.path = path
+        self.value = value
+        super().__init__(f"{path}: {problem} (value seen: {value!r})")
+
+
+class BrokerType(Enum):
+    RABBITMQ = "rabbitmq"
+    SNS = "sqs-sns"
+
+
+@dataclass(frozen=True, slots=True)
+class EventSelection:
+    """Which events are published and with what content."""
+
+    stored_instance: bool = False
+    stable_series: bool = False
+    stable_study: bool = False
+    stable_patient: bool = False
+    deleted_instance: bool = False
+    deleted_series: bool = False
+    deleted_study: bool = False
+    deleted_patient: bool = False
+    stored_instance_throttle_ms: int = 0
+    stored_instance_skip_origins: frozenset[str] = frozenset()
+    stored_instance_tags: tuple[str, ...] = ()
+    stable_series_tags: tuple[str, ...] = ()
+    stable_study_tags: tuple[str, ...] = ()
+    stable_patient_tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RabbitConfig:
+    url: str
+    exchange: str
+
+
+@dataclass(frozen=True, slots=True)
+class SnsConfig:
+    topic_arn: str
+    region: str | None = None
+    endpoint_url: str | None = None
+
+    @property
+    def fifo(self) -> bool:
+        return self.topic_arn.endswith(".fifo")
+
+
+@dataclass(frozen=True, slots=True)
+class DicomEventsConfig:
+    events: EventSelection
+    broker_type: BrokerType
+    rabbitmq: RabbitConfig | None
+    sns: SnsConfig | None
+
+
+_EVENT_FLAGS = {
+    "StoredInstance": "stored_instance",
+    "StableSeries": "stable_series",
+    "StableStudy": "stable_study",
+    "StablePatient": "stable_patient",
+    "DeletedInstance": "deleted_instance",
+    "DeletedSeries": "deleted_series",
+    "DeletedStudy": "deleted_study",
+    "DeletedPatient": "deleted_patient",
+}
+_TAG_LISTS = {
+    "StoredInstancePublishTags": "stored_instance_tags",
+    "StableSeriesPublishTags": "stable_series_tags",
+    "StableStudyPublishTags": "stable_study_tags",
+    "StablePatientPublishTags": "stable_patient_tags",
+}
+_EVENT_KEYS = {
+    *_EVENT_FLAGS,
+    *_TAG_LISTS,
+    "StoredInstanceThrottleMs",
+    "StoredInstanceSkipOrigin",
+}
+
+
+def mask_url_password(url: str) -> str:
+    """The URL with its password replaced by `***`, for logs and status pages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
+
+
+def parse(orthanc_config: Mapping[str, Any]) -> DicomEventsConfig:
+    """Validate the `DicomEvents` section of a parsed Orthanc configuration."""
+    section = _mapping(orthanc_config.get(SECTION), SECTION, required=True)
+    known_tags = _known_tag_names(orthanc_config)
+    events = _parse_events(_mapping(section.get("Events"), f"{SECTION}.Events"), known_tags)
+    broker = _mapping(section.get("Broker"), f"{SECTION}.Broker", required=True)
+    broker_type = _parse_broker_type(broker.get("Type"))
+    rabbitmq = sns = None
+    if broker_type is BrokerType.RABBITMQ:
+        rabbitmq = _parse_rabbit(broker.get("RabbitConfig"))
+    else:
+        sns = _parse_sns(broker.get("SNSConfig"))
+    return DicomEventsConfig(events=events, broker_type=broker_type, rabbitmq=rabbitmq, sns=sns)
+
+
+def _parse_events(raw: Mapping[str, Any], known_tags: frozenset[str]) -> EventSelection:
+    path = f"{SECTION}.Events"
+    for key in raw:
+        if key not in _EVENT_KEYS:
+            raise ConfigurationError(f"{path}.{key}", raw[key], "unknown key")
+    values: dict[str, Any] = {}
+    for key, attribute in _EVENT_FLAGS.items():
+        values[attribute] = _bool(raw.get(key, False), f"{path}.{key}")
+    for key, attribute in _TAG_LISTS.items():
+        values[attribute] = _tag_names(raw.get(key, []), f"{path}.{key}", known_tags)
+    throttle = raw.get("StoredInstanceThrottleMs", 0)
+    if isinstance(throttle, bool) or not isinstance(throttle, int) or throttle < 0:
+        raise ConfigurationError(
+            f"{path}.StoredInstanceThrottleMs", throttle, "expected an integer >= 0"
+        )
+    values["stored_instance_throttle_ms"] = throttle
+    skip = _strings(raw.get("StoredInstanceSkipOrigin", []), f"{path}.StoredInstanceSkipOrigin")
+    for index, origin in enumerate(skip):
+        if origin not in ORIGINS:
+            raise ConfigurationError(
+                f"{path}.StoredInstanceSkipOrigin[{index}]",
+                origin,
+                f"unknown origin, expected one of {', '.join(ORIGINS)}",
+            )
+    values["stored_instance_skip_origins"] = frozenset(skip)
+    return EventSelection(**values)
+
+
+def _parse_broker_type(raw: object) -> BrokerType:
+    for broker_type in BrokerType:
+        if raw == broker_type.value:
+            return broker_type
+    choices = " or ".join(repr(t.value) for t in BrokerType)
+    raise ConfigurationError(f"{SECTION}.Broker.Type", raw, f"expected {choices}")
+
+
+def _parse_rabbit(raw: object) -> RabbitConfig:
+    path = f"{SECTION}.Broker.RabbitConfig"
+    section = _mapping(raw, path, required=True)
+    url = section.get("URL")
+    if not isinstance(url, str) or not url:
+        raise ConfigurationError(f"{path}.URL", url, "expected an amqp:// or amqps:// URL")
+    parts = urlsplit(url)
+    if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+        masked = mask_url_password(url) if isinstance(url, str) else url
+        raise ConfigurationError(f"{path}.URL", masked, "expected an amqp:// or amqps:// URL")
+    exchange = section.get("Exchange")
+    if not isinstance(exchange, str) or not exchange.strip():
+        raise ConfigurationError(f"{path}.Exchange", exchange, "expected a non-empty exchange name")
+    return RabbitConfig(url=url, exchange=exchange)
+
+
+def _parse_sns(raw: object) -> SnsConfig:
+    path = f"{SECTION}.Broker.SNSConfig"
+    section = _mapping(raw, path, required=True)
+    arn = section.get("TopicArn")
+    if not isinstance(arn, str) or not _SNS_TOPIC_ARN.match(arn):
+        raise ConfigurationError(f"{path}.TopicArn", arn, "expected an SNS topic ARN")
+    region = section.get("Region")
+    if region is not None and (not isinstance(region, str) or not region):
+        raise ConfigurationError(f"{path}.Region", region, "expected an AWS region name")
+    endpoint = section.get("EndpointUrl")
+    if endpoint is not None and (
+        not isinstance(endpoint, str) or urlsplit(endpoint).scheme not in ("http", "https")
+    ):
+        raise ConfigurationError(f"{path}.EndpointUrl", endpoint, "expected an http(s) URL")
+    return SnsConfig(topic_arn=arn, region=region, endpoint_url=endpoint)
+
+
+def _known_tag_names(orthanc_config: Mapping[str, Any]) -> frozenset[str]:
+    """Tag keywords of the standard dictionary plus the private names declared in `Dictionary`."""
+    from pydicom.datadict import keyword_dict
+
+    private = orthanc_config.get("Dictionary", {})
+    declared = set()
+    if isinstance(private, Mapping):
+        for entry in private.values():
+            if isinstance(entry, list) and len(entry) >= 2 and isinstance(entry[1], str):
+                declared.add(entry[1])
+    return frozenset(keyword_dict) | frozenset(declared)
+
+
+def _tag_names(raw: object, path: str, known: frozenset[str]) -> tuple[str, ...]:
+    names = _strings(raw, path)
+    for index, name in enumerate(names):
+        if name not in known and not _TAG_GROUP_ELEMENT.match(name):
+            raise ConfigurationError(
+                f"{path}[{index}]", name, "unknown tag name (not in the DICOM or Orthanc dictionary)"
+            )
+    return tuple(names)
+
+
+def _mapping(raw: object, path: str, *, required: bool = False) -> Mapping[str, Any]:
+    if raw is None and not required:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigurationError(path, raw, "expected a JSON object")
+    return raw
+
+
+def _bool(raw: object, path: str) -> bool:
+    if not isinstance(raw, bool):
+        raise ConfigurationError(path, raw, "expected true or false")
+    return raw
+
+
+def _strings(raw: object, path: str) -> list[str]:
+    if not isinstance(raw, list) or not all(isinstance(item, str) and item for item in raw):
+        raise ConfigurationError(path, raw, "expected a list of non-empty strings")
+    return list(raw)

@@ -1,0 +1,103 @@
+"""Parse and validate `SeriesMainPrivateDicomTags` and the metadata slot it needs.
+
+Checked once, at start-up: an invalid value raises `ConfigurationError` naming the key path and the
+value seen, so Orthanc refuses to start rather than run half-configured.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+TAGS_KEY = "SeriesMainPrivateDicomTags"
+METADATA_NAME = "SeriesPrivateTags"
+EXISTENCE_PREFIX = "!!"
+_DICTIONARY_KEY = re.compile(r"^([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})$")
+
+
+class ConfigurationError(ValueError):
+    """An invalid configuration value; the message names the key path and the value seen."""
+
+    def __init__(self, path: str, value: object, problem: str) -> None:
+        self.path = path
+        self.value = value
+        super().__init__(f"{path}: {problem} (value seen: {value!r})")
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateTag:
+    """One configured private tag, resolved through Orthanc's `Dictionary`."""
+
+    name: str
+    group: int
+    element: int
+    vr: str
+    private_creator: str | None
+    existence_only: bool
+
+    @property
+    def element_offset(self) -> int:
+        """The low byte of the element: its place inside whatever block the creator reserved."""
+        return self.element & 0xFF
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesPrivateTagsConfig:
+    tags: tuple[PrivateTag, ...]
+    metadata_name: str
+    metadata_index: int
+
+
+def parse(orthanc_config: Mapping[str, Any]) -> SeriesPrivateTagsConfig:
+    """Validate the private-tag list against `Dictionary` and `UserMetadata`."""
+    raw = orthanc_config.get(TAGS_KEY)
+    if not isinstance(raw, list) or not raw:
+        raise ConfigurationError(TAGS_KEY, raw, "expected a non-empty list of tag names")
+    dictionary = _dictionary_by_name(orthanc_config.get("Dictionary"))
+    tags: list[PrivateTag] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(raw):
+        path = f"{TAGS_KEY}[{index}]"
+        if not isinstance(entry, str):
+            raise ConfigurationError(path, entry, "expected a tag name (string)")
+        existence_only = entry.startswith(EXISTENCE_PREFIX)
+        name = entry.removeprefix(EXISTENCE_PREFIX)
+        if name in seen:
+            raise ConfigurationError(path, entry, "tag listed twice")
+        if name not in dictionary:
+            raise ConfigurationError(path, entry, "tag name not declared in Dictionary")
+        seen.add(name)
+        group, element, vr, creator = dictionary[name]
+        tags.append(PrivateTag(name, group, element, vr, creator, existence_only))
+    index = _metadata_index(orthanc_config.get("UserMetadata"))
+    return SeriesPrivateTagsConfig(tuple(tags), METADATA_NAME, index)
+
+
+def _dictionary_by_name(raw: object) -> dict[str, tuple[int, int, str, str | None]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigurationError("Dictionary", raw, "expected a JSON object")
+    by_name: dict[str, tuple[int, int, str, str | None]] = {}
+    for key, entry in raw.items():
+        match = _DICTIONARY_KEY.match(key)
+        if not match or not isinstance(entry, list) or len(entry) < 2:
+            continue  # Orthanc itself validates Dictionary; only well-formed entries can match
+        vr, name = entry[0], entry[1]
+        creator = entry[4] if len(entry) >= 5 and isinstance(entry[4], str) else None
+        by_name[str(name)] = (int(match[1], 16), int(match[2], 16), str(vr), creator)
+    return by_name
+
+
+def _metadata_index(raw: object) -> int:
+    path = f"UserMetadata.{METADATA_NAME}"
+    if not isinstance(raw, Mapping) or METADATA_NAME not in raw:
+        raise ConfigurationError(
+            path, None, f"declare the series metadata {METADATA_NAME!r} in UserMetadata (e.g. 2000)"
+        )
+    index = raw[METADATA_NAME]
+    if isinstance(index, bool) or not isinstance(index, int) or not 1024 <= index <= 65535:
+        raise ConfigurationError(path, index, "expected an integer between 1024 and 65535")
+    return index
