@@ -28,11 +28,20 @@ class ConfigurationError(ValueError):
 class SeriesThumbnailConfig:
     default_size: int = 256
     jpeg_quality: int = 90
+    cache_megabytes: int = 64
+    max_age_seconds: int = 0
+    prerender_on_stable: bool = True
     metadata_name: str = METADATA_NAME
     metadata_index: int = 2001
 
 
-_KEYS = {"Size": (MIN_SIZE, MAX_SIZE), "JpegQuality": (1, 100)}
+_KEYS = {
+    "Size": (MIN_SIZE, MAX_SIZE),
+    "JpegQuality": (1, 100),
+    "CacheSizeMB": (0, 65536),
+    "MaxAgeSeconds": (0, 31_536_000),
+}
+_BOOL_KEYS = {"PrerenderOnStable"}
 
 
 def parse(orthanc_config: Mapping[str, Any]) -> SeriesThumbnailConfig:
@@ -41,13 +50,27 @@ def parse(orthanc_config: Mapping[str, Any]) -> SeriesThumbnailConfig:
     if not isinstance(section, Mapping):
         raise ConfigurationError(SECTION, section, "expected a JSON object")
     for key in section:
-        if key not in _KEYS:
+        if key not in _KEYS and key not in _BOOL_KEYS:
             raise ConfigurationError(f"{SECTION}.{key}", section[key], "unknown key")
     defaults = SeriesThumbnailConfig()
     size = _int_in_range(section, "Size", defaults.default_size)
     quality = _int_in_range(section, "JpegQuality", defaults.jpeg_quality)
+    cache = _int_in_range(section, "CacheSizeMB", defaults.cache_megabytes)
+    max_age = _int_in_range(section, "MaxAgeSeconds", defaults.max_age_seconds)
+    prerender = section.get("PrerenderOnStable", defaults.prerender_on_stable)
+    if not isinstance(prerender, bool):
+        raise ConfigurationError(
+            f"{SECTION}.PrerenderOnStable", prerender, "expected true or false"
+        )
     index = _metadata_index(orthanc_config.get("UserMetadata"))
-    return SeriesThumbnailConfig(default_size=size, jpeg_quality=quality, metadata_index=index)
+    return SeriesThumbnailConfig(
+        default_size=size,
+        jpeg_quality=quality,
+        cache_megabytes=cache,
+        max_age_seconds=max_age,
+        prerender_on_stable=prerender,
+        metadata_index=index,
+    )
 
 
 def _int_in_range(section: Mapping[str, Any], key: str, default: int) -> int:

@@ -1,0 +1,207 @@
+"""Choose a series' thumbnail instance: remembered in memory, persisted in series metadata.
+
+The in-memory memo is keyed by a fingerprint of the series' instance list, so any added or
+deleted instance makes the choice be computed again even before a change notification arrives.
+The metadata keeps the choice across restarts; it is only written for a stable series.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .host import Host, RestError, get_json
+from .ordering import (
+    Choice,
+    SliceInfo,
+    dicom_time_key,
+    middle,
+    order_by_geometry,
+    order_by_instance_number,
+    order_by_key,
+    order_by_uid,
+    slice_info,
+)
+
+_MEMO_ENTRIES = 10_000
+_TIME_TAGS = (("AcquisitionDate", "AcquisitionTime"), ("ContentDate", "ContentTime"))
+
+
+class UnknownSeries(Exception):
+    """The series does not exist (any more)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesState:
+    """What `GET /series/{id}` tells about a series."""
+
+    series_id: str
+    instance_ids: tuple[str, ...]
+    stable: bool
+
+    @property
+    def fingerprint(self) -> str:
+        joined = "\n".join(sorted(self.instance_ids)).encode()
+        return hashlib.sha1(joined, usedforsecurity=False).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class _Memo:
+    fingerprint: str
+    choice: Choice
+    persisted: bool
+
+
+class ThumbnailSelector:
+    """Finds (and remembers) the middle instance and frame of a series."""
+
+    def __init__(self, host: Host, metadata_name: str) -> None:
+        self._host = host
+        self._metadata_uri = "/series/{}/metadata/" + metadata_name
+        self._memo: OrderedDict[str, _Memo] = OrderedDict()
+        self._series_by_chosen: dict[str, str] = {}  # chosen instance -> its series
+        # Series whose metadata this process already cleared: ingesting a long series signals
+        # one change per instance, and one DELETE is enough.
+        self._cleared: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def series_state(self, series_id: str) -> SeriesState:
+        """Read the series' instance list and stability; UnknownSeries when Orthanc has none."""
+        try:
+            series = get_json(self._host, f"/series/{series_id}")
+        except RestError as error:
+            raise UnknownSeries(series_id) from error
+        instances = series.get("Instances") or []
+        if not instances:
+            raise UnknownSeries(series_id)
+        return SeriesState(series_id, tuple(instances), bool(series.get("IsStable")))
+
+    def choose(self, state: SeriesState) -> Choice:
+        """The thumbnail's instance and frame; persisted in metadata once the series is stable."""
+        fingerprint = state.fingerprint
+        memo = self._recall(state.series_id)
+        if memo is not None and memo.fingerprint == fingerprint:
+            if state.stable and not memo.persisted:
+                self._persist(state.series_id, fingerprint, memo.choice)
+            return memo.choice
+        choice = (
+            self._persisted_choice(state, fingerprint) if memo is None and state.stable else None
+        )
+        persisted = choice is not None
+        if choice is None:
+            choice = self.compute(state.series_id)
+        if state.stable and not persisted:
+            self._persist(state.series_id, fingerprint, choice)
+        else:
+            self._remember(state.series_id, _Memo(fingerprint, choice, persisted))
+        return choice
+
+    def forget(self, series_id: str, clear_metadata: bool) -> None:
+        """Drop what is known about a series (it changed or was deleted)."""
+        with self._lock:
+            self._drop(series_id)
+            if not clear_metadata or series_id in self._cleared:
+                return
+            self._cleared[series_id] = None
+            while len(self._cleared) > _MEMO_ENTRIES:
+                self._cleared.popitem(last=False)
+        # Nothing stored, or the series is gone: both fine.
+        with contextlib.suppress(RestError):
+            self._host.delete(self._metadata_uri.format(series_id))
+
+    def series_of_chosen_instance(self, instance_id: str) -> str | None:
+        """The series whose remembered choice is this instance, if any."""
+        with self._lock:
+            return self._series_by_chosen.get(instance_id)
+
+    def compute(self, series_id: str) -> Choice:
+        """Order the series' slices and take the middle one."""
+        try:
+            instances = get_json(self._host, f"/series/{series_id}/instances")
+        except RestError as error:
+            raise UnknownSeries(series_id) from error
+        if not instances:
+            raise UnknownSeries(series_id)
+        slices = [slice_info(i["ID"], i.get("MainDicomTags") or {}) for i in instances]
+        ordered = (
+            order_by_geometry(slices)
+            or order_by_instance_number(slices)
+            or self._order_by_time(slices)
+            or order_by_uid(slices)
+        )
+        return middle(ordered)
+
+    def _order_by_time(self, slices: Sequence[SliceInfo]) -> list[SliceInfo] | None:
+        # Times are not main DICOM tags: read each instance's tags, only in this rare fallback.
+        tags: dict[str, dict[str, Any]] = {}
+        for s in slices:
+            try:
+                tags[s.instance_id] = get_json(
+                    self._host, f"/instances/{s.instance_id}/simplified-tags"
+                )
+            except RestError:
+                return None
+        for date_key, time_key in _TIME_TAGS:
+
+            def key(s: SliceInfo, d: str = date_key, t: str = time_key) -> tuple[str, float] | None:
+                return dicom_time_key(tags[s.instance_id].get(d), tags[s.instance_id].get(t))
+
+            ordered = order_by_key(slices, key)
+            if ordered is not None:
+                return ordered
+        return None
+
+    def _persisted_choice(self, state: SeriesState, fingerprint: str) -> Choice | None:
+        try:
+            instance_id = self._host.get(self._metadata_uri.format(state.series_id)).decode()
+        except (RestError, UnicodeDecodeError):
+            return None
+        if instance_id not in state.instance_ids:
+            return None
+        try:
+            instance: Any = get_json(self._host, f"/instances/{instance_id}")
+        except RestError:
+            return None
+        info = slice_info(instance_id, instance.get("MainDicomTags") or {})
+        choice = Choice(instance_id, info.frames // 2)
+        self._remember(state.series_id, _Memo(fingerprint, choice, persisted=True))
+        return choice
+
+    def _persist(self, series_id: str, fingerprint: str, choice: Choice) -> None:
+        persisted = True
+        try:
+            self._host.put(self._metadata_uri.format(series_id), choice.instance_id.encode())
+        except RestError as error:
+            persisted = False
+            self._host.log_warning(
+                f"series-thumbnail: cannot store the choice of series {series_id}: {error}"
+            )
+        with self._lock:
+            self._cleared.pop(series_id, None)
+        self._remember(series_id, _Memo(fingerprint, choice, persisted))
+
+    def _recall(self, series_id: str) -> _Memo | None:
+        with self._lock:
+            memo = self._memo.get(series_id)
+            if memo is not None:
+                self._memo.move_to_end(series_id)
+            return memo
+
+    def _remember(self, series_id: str, memo: _Memo) -> None:
+        with self._lock:
+            self._drop(series_id)
+            self._memo[series_id] = memo
+            self._series_by_chosen[memo.choice.instance_id] = series_id
+            while len(self._memo) > _MEMO_ENTRIES:
+                self._drop(next(iter(self._memo)))
+
+    def _drop(self, series_id: str) -> None:
+        """Forget one memo entry; the caller holds the lock."""
+        memo = self._memo.pop(series_id, None)
+        if memo is not None and self._series_by_chosen.get(memo.choice.instance_id) == series_id:
+            del self._series_by_chosen[memo.choice.instance_id]

@@ -1,0 +1,124 @@
+"""Reacts to Orthanc's changes off Orthanc's threads, coalescing repeated changes per series."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from enum import Enum
+
+from .host import Host
+
+_STOP_TIMEOUT_SECONDS = 5.0
+
+
+class SeriesTask(Enum):
+    CHANGED = "changed"  # forget the choice (clear metadata)
+    STABLE = "stable"  # choose, persist, pre-render
+
+
+class ChangeWorker:
+    """One background thread; pending work is at most one entry per series or instance."""
+
+    def __init__(
+        self,
+        host: Host,
+        on_changed: Callable[[str], None],
+        on_stable: Callable[[str], None],
+        on_instance_deleted: Callable[[str], None],
+    ) -> None:
+        self._host = host
+        self._handlers = {
+            SeriesTask.CHANGED: on_changed,
+            SeriesTask.STABLE: on_stable,
+        }
+        self._on_instance_deleted = on_instance_deleted
+        self._series: OrderedDict[str, list[SeriesTask]] = OrderedDict()
+        self._deleted_instances: list[str] = []
+        self._condition = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._busy = False
+
+    def series_changed(self, series_id: str) -> None:
+        # A change after "stable" means the series is unstable again: only the reset remains.
+        self._submit(series_id, [SeriesTask.CHANGED])
+
+    def series_stable(self, series_id: str) -> None:
+        with self._condition:
+            tasks = self._series.get(series_id, [])
+            if SeriesTask.STABLE not in tasks:
+                self._series[series_id] = [*tasks, SeriesTask.STABLE]
+            self._condition.notify()
+
+    def instance_deleted(self, instance_id: str) -> None:
+        with self._condition:
+            self._deleted_instances.append(instance_id)
+            self._condition.notify()
+
+    def start(self) -> None:
+        with self._condition:
+            if self._thread is not None:
+                return
+            self._stopping = False
+            self._thread = threading.Thread(
+                target=self._run, name="series-thumbnail-worker", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the current task; pending work is dropped (metadata heals on next request)."""
+        with self._condition:
+            thread, self._thread = self._thread, None
+            self._stopping = True
+            self._condition.notify()
+        if thread is not None:
+            thread.join(_STOP_TIMEOUT_SECONDS)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no work is pending (for tests and benchmarks)."""
+        with self._condition:
+            return self._condition.wait_for(
+                lambda: not self._series and not self._deleted_instances and not self._busy,
+                timeout,
+            )
+
+    def pending(self) -> int:
+        with self._condition:
+            return len(self._series) + len(self._deleted_instances)
+
+    def _submit(self, series_id: str, tasks: list[SeriesTask]) -> None:
+        with self._condition:
+            self._series[series_id] = tasks
+            self._series.move_to_end(series_id)
+            self._condition.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                self._busy = False
+                self._condition.notify_all()
+                self._condition.wait_for(
+                    lambda: self._stopping or bool(self._series) or bool(self._deleted_instances)
+                )
+                if self._stopping:
+                    return
+                self._busy = True
+                deleted, self._deleted_instances = self._deleted_instances, []
+                work = self._series.popitem(last=False) if self._series else None
+            for instance_id in deleted:
+                self._guarded(
+                    f"deleted instance {instance_id}", self._on_instance_deleted, instance_id
+                )
+            if work is not None:
+                series_id, tasks = work
+                for task in tasks:
+                    self._guarded(
+                        f"{task.value} series {series_id}", self._handlers[task], series_id
+                    )
+
+    def _guarded(self, what: str, action: Callable[[str], None], resource_id: str) -> None:
+        try:
+            action(resource_id)
+        except Exception as error:
+            self._host.log_warning(f"series-thumbnail: {what}: {error!r}")
