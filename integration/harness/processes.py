@@ -1,4 +1,4 @@
-"""Child processes the harness owns: started in their own session, logged to a file, stopped by PID."""
+"""Child processes the harness owns: own session, own log file, stopped by PID."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def free_port_pair() -> int:
 
 
 def wait_until(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | None],
     *,
     timeout: float,
     what: str,
@@ -133,7 +133,7 @@ class ManagedProcess:
             )
 
     def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGTERM, wait up to `timeout`, then SIGKILL; returns the exit status (None if never started)."""
+        """SIGTERM, wait up to `timeout`, then SIGKILL; the exit status (None if never started)."""
         popen = self._popen
         if popen is None:
             return None

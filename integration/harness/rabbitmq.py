@@ -49,6 +49,13 @@ class ExternalRabbitMQ:
     def __init__(self, url: str) -> None:
         self.url = url
 
+    @property
+    def url_for_orthanc(self) -> str:
+        return self.url
+
+    def is_running(self) -> bool:
+        return True
+
     def start(self) -> None:
         wait_until(
             lambda: amqp_ready(self.url),
@@ -94,6 +101,13 @@ class PrivateRabbitMQNode:
             env=self._environment(),
             cwd=workdir,
         )
+
+    @property
+    def url_for_orthanc(self) -> str:
+        return self.url
+
+    def is_running(self) -> bool:
+        return self._process.is_running()
 
     def _environment(self) -> dict[str, str]:
         home = self.workdir

@@ -1,0 +1,1 @@
+"""End-to-end harness (real Orthanc, RabbitMQ, SNS emulator) and the suites that use it."""

@@ -1,0 +1,183 @@
+"""Fixtures of the end-to-end suites: servers come from the provider, never from a concrete class.
+
+- `rabbitmq`: one broker per session, started on first use.
+- `sns`: one SNS endpoint per session and kind; tests that use it run once per kind available
+  here (LocalStack and moto when both can run). `sns_preferred`: just the first of them.
+- `interruptible_rabbitmq` / `interruptible_sns`: the same servers, for outage tests; they are
+  running again after the test.
+- `orthanc_factory(plugins=[...], config={...}, entry="composed")`: started Orthancs, stopped at
+  the end of the test. A failing test shows the tail of each of their logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+
+from integration.harness.interfaces import Orthanc, Provider, RabbitMQ, SnsEmulator
+from integration.harness.orthanc import Entry
+from integration.harness.providers import select_provider
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLES_DIR = (REPO_ROOT / ".." / "shared" / "dicom-samples").resolve()
+LOG_LINES_ON_FAILURE = 200
+
+_PROVIDER = select_provider()
+_orthancs_of_test = pytest.StashKey[list[Orthanc]]()
+
+
+class OrthancFactory(Protocol):
+    def __call__(
+        self,
+        plugins: Sequence[str] = (),
+        config: Mapping[str, Any] | None = None,
+        entry: Entry = "composed",
+        *,
+        script: Path | None = None,
+        ready_routes: Iterable[str] = (),
+        env: Mapping[str, str] | None = None,
+        start: bool = True,
+    ) -> Orthanc: ...
+
+
+@pytest.fixture(scope="session")
+def provider() -> Provider:
+    return _PROVIDER
+
+
+@pytest.fixture(scope="session")
+def samples_dir() -> Path:
+    """The shared DICOM samples (../shared/dicom-samples from the repository root)."""
+    if not SAMPLES_DIR.is_dir():
+        pytest.fail(f"DICOM samples not found at {SAMPLES_DIR}")
+    return SAMPLES_DIR
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(provider: Provider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQ]:
+    broker = provider.rabbitmq(tmp_path_factory.mktemp("rabbitmq"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+class _SnsPool:
+    """One emulator per kind for the whole session, started on first use."""
+
+    def __init__(self, provider: Provider, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self._provider = provider
+        self._tmp_path_factory = tmp_path_factory
+        self._started: dict[str, SnsEmulator] = {}
+
+    def get(self, kind: str) -> SnsEmulator:
+        if kind not in self._started:
+            emulator = self._provider.sns(kind, self._tmp_path_factory.mktemp(f"sns-{kind}"))
+            emulator.start()
+            self._started[kind] = emulator
+        return self._started[kind]
+
+    def close(self) -> None:
+        for emulator in self._started.values():
+            emulator.close()
+
+
+@pytest.fixture(scope="session")
+def _sns_pool(provider: Provider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[_SnsPool]:
+    pool = _SnsPool(provider, tmp_path_factory)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture(scope="session", params=_PROVIDER.sns_kinds())
+def sns(_sns_pool: _SnsPool, request: pytest.FixtureRequest) -> SnsEmulator:
+    """Each SNS endpoint available here in turn: a test using it runs once per kind."""
+    kind: str = request.param
+    return _sns_pool.get(kind)
+
+
+@pytest.fixture(scope="session")
+def sns_preferred(_sns_pool: _SnsPool, provider: Provider) -> SnsEmulator:
+    """Only the preferred SNS endpoint (LocalStack when set up, else moto), for tests that do not
+    need to run against each emulator."""
+    return _sns_pool.get(provider.sns_kinds()[0])
+
+
+@pytest.fixture
+def interruptible_rabbitmq(rabbitmq: RabbitMQ) -> Iterator[RabbitMQ]:
+    """The session broker, for a test that stops and starts it; running again afterwards."""
+    if not rabbitmq.can_interrupt:
+        pytest.skip("the broker is not the harness's own (RABBITMQ_URL): no outage test")
+    yield rabbitmq
+    if not rabbitmq.is_running():
+        rabbitmq.start()
+
+
+@pytest.fixture
+def interruptible_sns(sns: SnsEmulator) -> Iterator[SnsEmulator]:
+    """The session SNS emulator, for a test that stops and starts it (state is lost then)."""
+    if not sns.can_interrupt:
+        pytest.skip("the SNS endpoint is not the harness's own (AWS_ENDPOINT_URL): no outage test")
+    yield sns
+    if not sns.is_running():
+        sns.start()
+
+
+@pytest.fixture
+def orthanc_factory(
+    provider: Provider, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[OrthancFactory]:
+    servers: list[Orthanc] = []
+    request.node.stash[_orthancs_of_test] = servers
+
+    def create(
+        plugins: Sequence[str] = (),
+        config: Mapping[str, Any] | None = None,
+        entry: Entry = "composed",
+        *,
+        script: Path | None = None,
+        ready_routes: Iterable[str] = (),
+        env: Mapping[str, str] | None = None,
+        start: bool = True,
+    ) -> Orthanc:
+        server = provider.orthanc(
+            tmp_path / f"orthanc-{len(servers)}",
+            plugins=plugins,
+            config=config,
+            entry=entry,
+            script=script,
+            ready_routes=ready_routes,
+            env=env,
+            name=f"harness{len(servers)}",
+        )
+        servers.append(server)
+        if start:
+            server.start()
+        return server
+
+    yield create
+    for server in servers:
+        server.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        servers: list[Orthanc] = item.stash.get(_orthancs_of_test, [])
+        for index, server in enumerate(servers):
+            report.sections.append(
+                (
+                    f"Orthanc {index} log ({server.url}), last {LOG_LINES_ON_FAILURE} lines",
+                    server.log_tail(LOG_LINES_ON_FAILURE),
+                )
+            )
+    return report
