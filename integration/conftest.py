@@ -20,9 +20,10 @@ import pytest
 from integration.harness.interfaces import Orthanc, Provider, RabbitMQ, SnsEmulator
 from integration.harness.orthanc import Entry
 from integration.harness.providers import select_provider
+from orthanc_fake.samples import ENVIRONMENT_VARIABLE, find_samples_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SAMPLES_DIR = (REPO_ROOT / ".." / "shared" / "dicom-samples").resolve()
+SAMPLES_DIR = find_samples_dir(REPO_ROOT)
 LOG_LINES_ON_FAILURE = 200
 
 _PROVIDER = select_provider()
@@ -50,9 +51,9 @@ def provider() -> Provider:
 
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
-    """The shared DICOM samples (../shared/dicom-samples from the repository root)."""
-    if not SAMPLES_DIR.is_dir():
-        pytest.fail(f"DICOM samples not found at {SAMPLES_DIR}")
+    """The shared DICOM samples (../shared/dicom-samples beside the checkout)."""
+    if SAMPLES_DIR is None:
+        pytest.fail(f"DICOM samples not found: set {ENVIRONMENT_VARIABLE} or check out ../shared")
     return SAMPLES_DIR
 
 

@@ -23,9 +23,10 @@ from integration.harness.interfaces import Orthanc, RabbitMQ, SnsEmulator
 from integration.harness.processes import HarnessError, port_is_free
 from integration.harness.providers import select_provider
 from integration.harness.rabbitmq import declare_exchange
+from orthanc_fake.samples import find_samples_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SAMPLES = REPO_ROOT / ".." / "shared" / "dicom-samples"
+DEFAULT_SAMPLES = find_samples_dir(REPO_ROOT)
 WORKDIR = REPO_ROOT / ".stack"
 EXCHANGE = "dicom-events"
 TOPIC = "dicom-events"
@@ -195,7 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         orthanc.start()
         stack.add("Orthanc", orthanc.stop)
-        stored, refused = upload_samples(orthanc, args.samples.resolve())
+        if args.samples is None:
+            stored, refused = 0, ["no samples found: pass --samples DIR"]
+        else:
+            stored, refused = upload_samples(orthanc, args.samples.resolve())
         elapsed = time.monotonic() - began
 
         python = Path(sys.executable)
