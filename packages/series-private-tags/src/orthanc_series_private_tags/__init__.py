@@ -1,4 +1,4 @@
-"""orthanc-series-private-tags: keep configured private tags per series and serve them in listings."""
+"""orthanc-series-private-tags: configured private tags kept per series, served in listings."""
 
 from .__about__ import __version__
 from .config import ConfigurationError

@@ -70,6 +70,10 @@ def parse(orthanc_config: Mapping[str, Any]) -> SeriesPrivateTagsConfig:
             raise ConfigurationError(path, entry, "tag name not declared in Dictionary")
         seen.add(name)
         group, element, vr, creator = dictionary[name]
+        if vr == "SQ" and not existence_only:
+            raise ConfigurationError(
+                path, entry, f"a sequence has no single value: use {EXISTENCE_PREFIX}{name}"
+            )
         tags.append(PrivateTag(name, group, element, vr, creator, existence_only))
     index = _metadata_index(orthanc_config.get("UserMetadata"))
     return SeriesPrivateTagsConfig(tuple(tags), METADATA_NAME, index)

@@ -1,0 +1,174 @@
+"""The `/with-private-tags/...` REST routes, as functions from a request to a response.
+
+Each series object is Orthanc's own (the answer of `GET /series/{id}`) plus `MainPrivateDicomTags`,
+so a client switches by changing the URL prefix. Listings are one call to Orthanc plus the
+in-memory mirror of the metadata: no call per series.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from .enrich import enrich_series, enrich_series_list
+from .host import Host, HostError, NotFound
+from .reconstruct import Reconstruction
+from .store import SeriesTagStore
+
+PREFIX = "/with-private-tags"
+SERIES_LIST = f"{PREFIX}/series"
+SERIES_ONE = f"{PREFIX}/series/([^/]+)"
+PATIENT_SERIES = f"{PREFIX}/patients/([^/]+)/series"
+STUDY_SERIES = f"{PREFIX}/studies/([^/]+)/series"
+RECONSTRUCT = f"{PREFIX}/reconstruct"
+
+JSON_MIME = "application/json"
+_UNSIGNED = re.compile(r"^[0-9]{1,18}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str = JSON_MIME
+    allow: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def json_response(status: int, value: Any) -> Response:
+    return Response(status, json.dumps(value, indent=2).encode())
+
+
+def error(status: int, message: str) -> Response:
+    return json_response(status, {"HttpStatus": status, "Message": message})
+
+
+def method_not_allowed(allowed: str) -> Response:
+    return Response(405, b"", allow=allowed)
+
+
+class Routes:
+    """Answers the plugin's routes from Orthanc's REST API and the metadata mirror."""
+
+    def __init__(
+        self,
+        host: Host,
+        store: SeriesTagStore,
+        reconstruction: Reconstruction,
+        wake_worker: Callable[[], None],
+    ) -> None:
+        self._host = host
+        self._store = store
+        self._reconstruction = reconstruction
+        self._wake_worker = wake_worker
+
+    def _tags_json(self, series_id: str) -> bytes:
+        return self._store.get(series_id).json
+
+    def series_list(self, method: str, query: Mapping[str, str]) -> Response:
+        """GET /with-private-tags/series[?since=N&limit=M]"""
+        if method != "GET":
+            return method_not_allowed("GET")
+        paging = _paging(query)
+        if isinstance(paging, Response):
+            return paging
+        uri = "/series?expand" + (f"&since={paging[0]}&limit={paging[1]}" if paging else "")
+        return self._list(uri)
+
+    def one_series(self, method: str, series_id: str) -> Response:
+        """GET /with-private-tags/series/{id}"""
+        if method != "GET":
+            return method_not_allowed("GET")
+        try:
+            answer = self._host.get(f"/series/{_quote(series_id)}")
+            return Response(200, enrich_series(answer, self._tags_json))
+        except NotFound:
+            return error(404, f"Unknown series: {series_id}")
+        except HostError as failure:
+            return error(502, str(failure))
+
+    def children(self, method: str, level: str, parent_id: str) -> Response:
+        """GET /with-private-tags/{patients|studies}/{id}/series"""
+        if method != "GET":
+            return method_not_allowed("GET")
+        parent = f"/{level}/{_quote(parent_id)}"
+        response = self._list(f"{parent}/series")
+        # Orthanc answers [] for the ID of a resource of another level: that is no such parent.
+        if response.status == 200 and response.body.strip() == b"[]":
+            try:
+                self._host.get(parent)
+            except NotFound:
+                return error(404, f"Unknown {_singular(level)}: {parent_id}")
+        if response.status == 404:
+            return error(404, f"Unknown {_singular(level)}: {parent_id}")
+        return response
+
+    def _list(self, uri: str) -> Response:
+        try:
+            answer = self._host.get(uri)
+            return Response(200, enrich_series_list(answer, self._tags_json))
+        except NotFound:
+            return error(404, "Unknown resource")
+        except HostError as failure:
+            return error(502, str(failure))
+
+    def reconstruct(self, method: str, body: bytes) -> Response:
+        """GET progress; POST start or resume (all, or {"Series": id}); DELETE stop."""
+        if method == "GET":
+            return json_response(200, self._reconstruction.progress())
+        if method == "DELETE":
+            self._reconstruction.stop()
+            return json_response(200, self._reconstruction.progress())
+        if method != "POST":
+            return method_not_allowed("GET,POST,DELETE")
+        request = _json_object(body)
+        if request is None:
+            return error(400, 'Expected an empty body or a JSON object like {"Series": "<id>"}')
+        series_id = request.get("Series")
+        if series_id is not None:
+            if not isinstance(series_id, str):
+                return error(400, '"Series" must be a series ID (string)')
+            try:
+                self._host.get(f"/series/{_quote(series_id)}")
+            except NotFound:
+                return error(404, f"Unknown series: {series_id}")
+            self._reconstruction.add(series_id)
+        else:
+            all_series = json.loads(self._host.get("/series"))
+            self._reconstruction.start(str(series) for series in all_series)
+        self._wake_worker()
+        return json_response(202, self._reconstruction.progress())
+
+
+def _paging(query: Mapping[str, str]) -> tuple[int, int] | Response | None:
+    """Orthanc's own rule: `since` and `limit` go together, both non-negative integers."""
+    since, limit = query.get("since"), query.get("limit")
+    if since is None and limit is None:
+        return None
+    if since is None or limit is None:
+        return error(400, 'The "since" and "limit" arguments must be given together')
+    if not _UNSIGNED.match(since) or not _UNSIGNED.match(limit):
+        return error(400, '"since" and "limit" must be non-negative integers')
+    return int(since), int(limit)
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    if not body.strip():
+        return {}
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        return None
+    return decoded if isinstance(decoded, dict) else None
+
+
+def _quote(resource_id: str) -> str:
+    return quote(resource_id, safe="")
+
+
+def _singular(level: str) -> str:
+    return {"patients": "patient", "studies": "study"}.get(level, level)

@@ -1,0 +1,226 @@
+"""The one background thread that reads DICOM files and writes series metadata.
+
+Orthanc's callbacks only enqueue; this thread does the REST calls and the parsing, off Orthanc's
+store path. Being the only writer, it cannot lose an update when two instances of one series
+arrive together. It works in this order: changes (new instances, deleted series, metadata edited
+by others), then the start-up mirroring of existing series, then the backfill, one series at a time
+so that live ingest never waits long behind it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+from urllib.parse import quote
+
+from .config import PrivateTag
+from .host import Host, HostError, NotFound
+from .merge import SeriesValues, is_complete, merge
+from .reader import DicomReadError, PrivateTagReader
+from .reconstruct import Reconstruction
+from .store import SeriesTagStore
+
+WARM_UP_CHUNK = 200
+# Catching up can wait, storing cannot: with a higher nice value the worker gives the CPU to
+# Orthanc's store threads whenever both want it (on Linux, each thread has its own nice value).
+WORKER_NICENESS = 10
+
+
+class Event(Enum):
+    INSTANCE_STORED = "instance-stored"
+    SERIES_DELETED = "series-deleted"
+    SERIES_METADATA_CHANGED = "series-metadata-changed"
+
+
+@dataclass(frozen=True, slots=True)
+class _Change:
+    event: Event
+    resource_id: str
+
+
+class Worker:
+    """Captures private tags of new instances and runs the backfill, on one thread."""
+
+    def __init__(
+        self,
+        host: Host,
+        store: SeriesTagStore,
+        tags: Sequence[PrivateTag],
+        reconstruction: Reconstruction,
+    ) -> None:
+        self._host = host
+        self._store = store
+        self._tags = tuple(tags)
+        self._reader = PrivateTagReader(self._tags)
+        self.reconstruction = reconstruction
+        self._wakeup = threading.Condition()
+        self._changes: deque[_Change] = deque()
+        self._to_warm_up: deque[str] = deque()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.captured_instances = 0
+        self.skipped_instances = 0
+
+    # Producers (Orthanc's threads): cheap, never block on I/O.
+
+    def instance_stored(self, instance_id: str) -> None:
+        self._push(_Change(Event.INSTANCE_STORED, instance_id))
+
+    def series_deleted(self, series_id: str) -> None:
+        self._push(_Change(Event.SERIES_DELETED, series_id))
+
+    def series_metadata_changed(self, series_id: str) -> None:
+        self._push(_Change(Event.SERIES_METADATA_CHANGED, series_id))
+
+    def wake(self) -> None:
+        """New backfill work was queued."""
+        with self._wakeup:
+            self._wakeup.notify()
+
+    def _push(self, change: _Change) -> None:
+        with self._wakeup:
+            self._changes.append(change)
+            self._wakeup.notify()
+
+    # Life cycle.
+
+    def start(self) -> None:
+        """Start the thread and mirror the series already stored (call once Orthanc has started)."""
+        if self._thread is not None:
+            return
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="series-private-tags", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the thread to finish its current item and wait for it, at most `timeout` seconds."""
+        with self._wakeup:
+            self._stopping = True
+            self._wakeup.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def pending_changes(self) -> int:
+        with self._wakeup:
+            return len(self._changes)
+
+    def _run(self) -> None:
+        _lower_own_priority(WORKER_NICENESS)
+        self._safely(self._queue_warm_up)
+        while True:
+            with self._wakeup:
+                while not self._stopping and not self._has_work():
+                    self._wakeup.wait()
+                if self._stopping:
+                    return
+            self.run_pending(max_items=WARM_UP_CHUNK)
+
+    def _has_work(self) -> bool:
+        return bool(self._changes or self._to_warm_up) or self.reconstruction.is_running()
+
+    def _queue_warm_up(self) -> None:
+        series_ids = json.loads(self._host.get("/series"))
+        with self._wakeup:
+            self._to_warm_up.extend(str(series_id) for series_id in series_ids)
+
+    # The work itself; also called directly by tests, without the thread.
+
+    def run_pending(self, max_items: int | None = None) -> int:
+        """Handle queued changes first, then warm-up, then backfill; returns items handled."""
+        handled = 0
+        while max_items is None or handled < max_items:
+            with self._wakeup:
+                if self._stopping and self._thread is not None:
+                    break
+                change = self._changes.popleft() if self._changes else None
+                warm_up = None
+                if change is None and self._to_warm_up:
+                    warm_up = self._to_warm_up.popleft()
+            if change is not None:
+                self._safely(self._apply, change)
+            elif warm_up is not None:
+                self._safely(self._store.get, warm_up)
+            else:
+                series_id = self.reconstruction.next_series()
+                if series_id is None:
+                    break
+                self.reconstruction.finished(series_id, self._reconstruct(series_id))
+            handled += 1
+        return handled
+
+    def _safely(self, action: Any, *args: Any) -> None:
+        try:
+            action(*args)
+        except Exception as error:  # the thread must outlive any single bad item
+            name = getattr(action, "__name__", repr(action))
+            self._host.log_warning(f"series-private-tags: {name}{args}: {error!r}")
+
+    def _apply(self, change: _Change) -> None:
+        if change.event is Event.INSTANCE_STORED:
+            self._capture(change.resource_id)
+        elif change.event is Event.SERIES_DELETED:
+            self._store.forget(change.resource_id)
+        else:
+            self._store.metadata_changed(change.resource_id)
+
+    def _capture(self, instance_id: str) -> None:
+        try:
+            instance = json.loads(self._host.get(f"/instances/{quote(instance_id, safe='')}"))
+            series_id = str(instance["ParentSeries"])
+            entry = self._store.get(series_id)
+            if entry.complete:
+                self.skipped_instances += 1  # every tag known: no DICOM read
+                return
+            found = self._read_instance(instance_id)
+            self.captured_instances += 1
+            merged = merge(entry.values, found, self._tags)
+            if merged != entry.values:
+                self._store.write(series_id, merged)
+        except NotFound:
+            return  # deleted before we got to it
+
+    def _read_instance(self, instance_id: str) -> SeriesValues:
+        return self._reader.read(self._host.get(f"/instances/{quote(instance_id, safe='')}/file"))
+
+    def _reconstruct(self, series_id: str) -> str | None:
+        """Fill one series from its instances; returns an error message or None."""
+        try:
+            entry = self._store.refresh(series_id)
+            if entry.complete:
+                return None
+            series = json.loads(self._host.get(f"/series/{quote(series_id, safe='')}"))
+            values = entry.values
+            errors: list[str] = []
+            for instance_id in series.get("Instances", []):
+                try:
+                    values = merge(values, self._read_instance(str(instance_id)), self._tags)
+                except NotFound:
+                    continue
+                except DicomReadError as error:
+                    errors.append(f"instance {instance_id}: {error}")
+                    continue
+                if is_complete(values, self._tags):
+                    break
+            if values != entry.values:
+                self._store.write(series_id, values)
+            return "; ".join(errors) or None
+        except NotFound:
+            return None  # deleted meanwhile: nothing left to fill
+        except (HostError, ValueError, KeyError) as error:
+            return str(error)
+
+
+def _lower_own_priority(niceness: int) -> None:
+    """Raise the calling thread's nice value; a no-op where threads cannot have their own."""
+    if niceness <= 0 or not hasattr(os, "setpriority"):
+        return
+    with contextlib.suppress(OSError):  # not permitted here: run at normal priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)

@@ -1,0 +1,363 @@
+"""Benchmark of orthanc-series-private-tags against Orthanc's own routes, baseline in the same run.
+
+Synthetic data: --series series (default 10,000) of --instances instances each (default 2), every
+instance carrying three configured private tags. Three comparisons:
+
+- ingest:  the same files uploaded by REST (--threads clients) to an Orthanc without the Python
+           plugin and to one running the plugin alone (its standalone entry), in --chunks rounds
+           that alternate between the two (the machine's drift is larger than the effect).
+           Target: the plugin's rate >= 0.95 x the baseline's. The time the plugin needs after
+           each of its chunks to finish its reads (its backlog) is reported too.
+- listing: GET /with-private-tags/series against GET /series?expand on the plugin's Orthanc,
+           requests alternating. Target: median ratio <= 1.3.
+- page:    one page of 100 (since=middle, limit=100) against Orthanc's page. Target: <= 1.3.
+
+Writes results.json and results.md into --output and prints the Markdown table; exits 1 when a
+target is missed.
+
+    .venv/bin/python tools/benchmarks/series_private_tags/bench.py [--series 10000] [--output DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO_ROOT))
+
+from integration.harness.orthanc import OrthancServer  # noqa: E402
+from integration.harness.processes import wait_until  # noqa: E402
+from orthanc_fake.dicom import PrivateBlock, make_instance  # noqa: E402
+
+CREATOR = "MATTERHORN_Prvt_Tags"
+TAG_NAMES = ["QueueID", "SourceSeriesUID", "!!OutputFlag"]
+PLUGIN_CONFIG: dict[str, Any] = {
+    "UserMetadata": {"SeriesPrivateTags": 2000},
+    "Dictionary": {
+        "0055,1011": ["UT", "QueueID", 1, 1, CREATOR],
+        "0055,1012": ["LO", "SourceSeriesUID", 1, 1, CREATOR],
+        "0055,1013": ["CS", "OutputFlag", 1, 1, CREATOR],
+    },
+    "SeriesMainPrivateDicomTags": TAG_NAMES,
+}
+COMMON_CONFIG: dict[str, Any] = {"StableAge": 60}  # no stability work during the timings
+TARGETS = {"ingest": (">=", 0.95), "listing": ("<=", 1.3), "page": ("<=", 1.3)}
+UID_ROOT = "1.2.826.0.1.3680043.10.1082.7"
+
+
+# -- data ------------------------------------------------------------------------------------------
+
+
+def dataset_files(series: int, instances: int, cache: Path) -> list[Path]:
+    """The synthetic files, generated once per size and reused from `cache` afterwards."""
+    folder = cache / f"{series}x{instances}"
+    expected = series * instances
+    files = sorted(folder.glob("*.dcm")) if folder.is_dir() else []
+    if len(files) == expected:
+        return files
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    for number in range(series):
+        for index, data in enumerate(series_instances(number, instances)):
+            (folder / f"{number:07d}-{index:03d}.dcm").write_bytes(data)
+        if number and number % 1000 == 0:
+            print(f"  generated {number} series ({time.monotonic() - started:.0f} s)", flush=True)
+    return sorted(folder.glob("*.dcm"))
+
+
+def series_instances(number: int, instances: int) -> Iterator[bytes]:
+    """One series: its instances all carry the three private tags (values vary per series)."""
+    study_uid = f"{UID_ROOT}.{number // 2}"
+    series_uid = f"{UID_ROOT}.{number // 2}.{number % 2 + 1}"
+    elements = {
+        0x11: ("UT", f"queue/{number:07d}/" + "x" * 40),
+        0x12: ("LO", f"{UID_ROOT}.9.{number}"),
+        0x13: ("CS", "DONE"),
+    }
+    for index in range(instances):
+        yield make_instance(
+            f"PATIENT{number % 1000:04d}",
+            study_uid,
+            series_uid,
+            f"{series_uid}.{index + 1}",
+            private_blocks=[PrivateBlock(0x0055, CREATOR, elements)],
+            InstanceNumber=index + 1,
+        )
+
+
+# -- measuring -------------------------------------------------------------------------------------
+
+
+def ingest(url: str, files: Sequence[Path], threads: int) -> float:
+    """Upload every file (keep-alive connection per thread); returns instances per second."""
+    host, port = url.removeprefix("http://").split(":")
+    payloads = [path.read_bytes() for path in files]
+    local = threading.local()
+
+    def upload(data: bytes) -> None:
+        connection = getattr(local, "connection", None)
+        if connection is None:
+            connection = local.connection = http.client.HTTPConnection(host, int(port), timeout=60)
+        connection.request(
+            "POST", "/instances", body=data, headers={"Content-Type": "application/dicom"}
+        )
+        response = connection.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"upload answered HTTP {response.status}")
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(upload, payloads, chunksize=16))
+    return len(payloads) / (time.perf_counter() - started)
+
+
+def timed_get(url: str, path: str) -> tuple[float, bytes]:
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=300)
+    try:
+        started = time.perf_counter()
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+        elapsed = time.perf_counter() - started
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise RuntimeError(f"GET {path} answered HTTP {response.status}: {body[:200]!r}")
+    return elapsed, body
+
+
+def alternate(url: str, baseline: str, candidate: str, repeats: int) -> dict[str, Any]:
+    """Median times of two routes requested in turn (which one goes first alternates too)."""
+    timed_get(url, baseline)
+    timed_get(url, candidate)
+    times: dict[str, list[float]] = {"baseline": [], "candidate": []}
+    for round_number in range(repeats):
+        order = [("baseline", baseline), ("candidate", candidate)]
+        for side, path in order if round_number % 2 == 0 else reversed(order):
+            times[side].append(timed_get(url, path)[0])
+    base, cand = statistics.median(times["baseline"]), statistics.median(times["candidate"])
+    return {
+        "baseline_route": baseline,
+        "candidate_route": candidate,
+        "baseline_median_s": base,
+        "candidate_median_s": cand,
+        "ratio": cand / base,
+        "baseline_runs_s": times["baseline"],
+        "candidate_runs_s": times["candidate"],
+    }
+
+
+def wait_for_backlog(server: OrthancServer, instances: int, timeout: float) -> float:
+    """Seconds until the plugin has handled every stored instance."""
+    started = time.perf_counter()
+
+    def caught_up() -> bool:
+        status = server.client.get_json("/series-private-tags/status")
+        handled = status["InstancesRead"] + status["InstancesSkipped"]
+        return bool(handled >= instances and status["PendingChanges"] == 0)
+
+    wait_until(caught_up, timeout=timeout, what="the plugin to read every instance", interval=0.2)
+    return time.perf_counter() - started
+
+
+# -- run -------------------------------------------------------------------------------------------
+
+
+def run(arguments: argparse.Namespace) -> dict[str, Any]:
+    files = dataset_files(arguments.series, arguments.instances, arguments.cache)
+    total = len(files)
+    results: dict[str, Any] = {
+        "series": arguments.series,
+        "instances_per_series": arguments.instances,
+        "instances": total,
+        "threads": arguments.threads,
+        "chunks": arguments.chunks,
+        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+    }
+    with tempfile.TemporaryDirectory(prefix="spt-bench-") as workdir:
+        baseline = OrthancServer(Path(workdir) / "baseline", config=COMMON_CONFIG, name="baseline")
+        server = OrthancServer(
+            Path(workdir) / "plugin",
+            plugins=["series-private-tags"],
+            config={**COMMON_CONFIG, **PLUGIN_CONFIG},
+            entry="standalone",
+            name="plugin",
+        )
+        try:
+            baseline.start()
+            server.start()
+            results["ingest"] = compare_ingest(baseline, server, files, arguments)
+            baseline.stop()
+            results["captured"] = count_captured(server.url)
+            print("listing ...", flush=True)
+            results["listing"] = alternate(
+                server.url, "/series?expand", "/with-private-tags/series", arguments.repeats
+            )
+            middle = arguments.series // 2
+            page = f"since={middle}&limit=100"
+            results["page"] = alternate(
+                server.url,
+                f"/series?expand&{page}",
+                f"/with-private-tags/series?{page}",
+                arguments.repeats * 10,
+            )
+            results["plugin_status"] = server.client.get_json("/series-private-tags/status")
+        finally:
+            baseline.stop()
+            server.stop()
+    return results
+
+
+def compare_ingest(
+    baseline: OrthancServer,
+    server: OrthancServer,
+    files: Sequence[Path],
+    arguments: argparse.Namespace,
+) -> dict[str, Any]:
+    """Upload the data chunk by chunk to both Orthancs in turn, so that drift hits both alike.
+
+    Which one goes first alternates; the plugin's backlog is drained (and timed) after each of
+    its chunks, outside the upload timings, so it never slows the baseline's next chunk.
+    """
+    size = -(-len(files) // arguments.chunks)
+    chunks = [files[start : start + size] for start in range(0, len(files), size)]
+    seconds = {"baseline": 0.0, "plugin": 0.0}
+    ratios: list[float] = []
+    backlog = 0.0
+    for number, chunk in enumerate(chunks):
+        sides = [("baseline", baseline), ("plugin", server)]
+        rates: dict[str, float] = {}
+        for side, target in sides if number % 2 == 0 else reversed(sides):
+            rates[side] = ingest(target.url, chunk, arguments.threads)
+            seconds[side] += len(chunk) / rates[side]
+            if side == "plugin":
+                backlog += wait_for_backlog(server, len(files[: size * number + len(chunk)]), 600)
+        ratios.append(rates["plugin"] / rates["baseline"])
+        print(
+            f"  chunk {number + 1}/{len(chunks)}: {rates['baseline']:.0f} vs "
+            f"{rates['plugin']:.0f} inst/s",
+            flush=True,
+        )
+    baseline_rate, plugin_rate = len(files) / seconds["baseline"], len(files) / seconds["plugin"]
+    with_backlog = len(files) / (seconds["plugin"] + backlog)
+    return {
+        "baseline_instances_per_s": baseline_rate,
+        "plugin_instances_per_s": plugin_rate,
+        "ratio": plugin_rate / baseline_rate,
+        # Counting the plugin's catch-up time as ingest time too: the stricter view.
+        "plugin_instances_per_s_including_backlog": with_backlog,
+        "ratio_including_backlog": with_backlog / baseline_rate,
+        "chunk_ratios": ratios,
+        "chunk_ratio_median": statistics.median(ratios),
+        "plugin_backlog_after_upload_s": backlog,
+    }
+
+
+def count_captured(url: str) -> dict[str, int]:
+    _, body = timed_get(url, "/with-private-tags/series")
+    series_list = json.loads(body)
+    complete = sum(1 for series in series_list if len(series["MainPrivateDicomTags"]) == 3)
+    return {"series": len(series_list), "with_all_three_tags": complete}
+
+
+def verdicts(results: dict[str, Any]) -> dict[str, bool]:
+    checks: dict[str, Callable[[float, float], bool]] = {
+        ">=": lambda value, target: value >= target,
+        "<=": lambda value, target: value <= target,
+    }
+    return {
+        name: checks[operator](results[name]["ratio"], target)
+        for name, (operator, target) in TARGETS.items()
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    ingest_figures, listing, page = results["ingest"], results["listing"], results["page"]
+    passed = verdicts(results)
+    rows = [
+        (
+            f"ingest ({results['instances']} instances, {results['threads']} REST clients)",
+            f"{ingest_figures['baseline_instances_per_s']:.0f} inst/s (no Python plugin)",
+            f"{ingest_figures['plugin_instances_per_s']:.0f} inst/s",
+            ingest_figures["ratio"],
+            "ingest",
+        ),
+        (
+            f"`GET /with-private-tags/series` vs `GET /series?expand` ({results['series']} series)",
+            f"{listing['baseline_median_s'] * 1000:.0f} ms",
+            f"{listing['candidate_median_s'] * 1000:.0f} ms",
+            listing["ratio"],
+            "listing",
+        ),
+        (
+            "page of 100 (`since`/`limit`) vs Orthanc's page",
+            f"{page['baseline_median_s'] * 1000:.1f} ms",
+            f"{page['candidate_median_s'] * 1000:.1f} ms",
+            page["ratio"],
+            "page",
+        ),
+    ]
+    lines = [
+        "| comparison | Orthanc | plugin | ratio | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, base, cand, ratio, key in rows:
+        operator, target = TARGETS[key]
+        met = "yes" if passed[key] else "NO"
+        lines.append(f"| {label} | {base} | {cand} | {ratio:.2f} | {operator} {target} | {met} |")
+    captured = results["captured"]
+    lines.append("")
+    backlog = ingest_figures["plugin_backlog_after_upload_s"]
+    lines.append(
+        f"Ingest in {results['chunks']} alternating rounds; median of the per-round ratios:"
+        f" {ingest_figures['chunk_ratio_median']:.2f}. Plugin backlog after its uploads:"
+        f" {backlog:.1f} s in all; counted as ingest time, the ratio would be"
+        f" {ingest_figures['ratio_including_backlog']:.2f}. Series listed with all three tags:"
+        f" {captured['with_all_three_tags']} of {captured['series']}."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, default=10_000)
+    parser.add_argument("--instances", type=int, default=2, help="instances per series")
+    parser.add_argument("--threads", type=int, default=4, help="concurrent REST uploads")
+    parser.add_argument("--repeats", type=int, default=7, help="timed listings per side")
+    parser.add_argument(
+        "--chunks", type=int, default=10, help="ingest rounds, alternating the two Orthancs"
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "series-private-tags-bench-data",
+        help="where the generated DICOM files are kept between runs",
+    )
+    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results")
+    arguments = parser.parse_args(argv)
+    results = run(arguments)
+    results["targets_met"] = verdicts(results)
+    arguments.output.mkdir(parents=True, exist_ok=True)
+    (arguments.output / "results.json").write_text(json.dumps(results, indent=2))
+    table = markdown(results)
+    (arguments.output / "results.md").write_text(table)
+    print(table)
+    return 0 if all(results["targets_met"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
