@@ -1,6 +1,11 @@
-"""Where the servers come from. HARNESS_PROVIDER selects the provider; `local` (processes on this
-machine) is the only one so far. A container provider (testcontainers) would be a new class here
-implementing `interfaces.Provider`, and an entry in PROVIDERS: the suites would not change.
+"""Where the servers come from; the suites do not change with it.
+
+HARNESS_PROVIDER selects it:
+- `auto` (or unset): `docker` when a Docker engine answers, else `local`;
+- `local`: Orthanc, RabbitMQ and the SNS emulator as processes of this machine;
+- `docker`: all three as containers (testcontainers, see `containers`);
+- `external`: RabbitMQ and SNS already running (RABBITMQ_URL and AWS_ENDPOINT_URL, e.g. from
+  `docker compose -f integration/docker-compose.yml up`), Orthanc as a local process.
 """
 
 from __future__ import annotations
@@ -59,13 +64,62 @@ class LocalProcessProvider:
         return available_kinds()
 
 
-PROVIDERS: dict[str, Callable[[], Provider]] = {"local": LocalProcessProvider}
+class ExternalServicesProvider(LocalProcessProvider):
+    """Brokers someone else runs (RABBITMQ_URL, AWS_ENDPOINT_URL); Orthanc as a local process."""
+
+    name = "external"
+
+    def rabbitmq(self, workdir: Path) -> RabbitMQ:
+        url = os.environ.get("RABBITMQ_URL")
+        if not url:
+            raise HarnessError(f"HARNESS_PROVIDER=external needs RABBITMQ_URL ({_COMPOSE_HINT})")
+        return ExternalRabbitMQ(url)
+
+    def sns_kinds(self) -> list[str]:
+        if not os.environ.get("AWS_ENDPOINT_URL"):
+            raise HarnessError(
+                f"HARNESS_PROVIDER=external needs AWS_ENDPOINT_URL ({_COMPOSE_HINT})"
+            )
+        return ["external"]
+
+
+_COMPOSE_HINT = "docker compose -f integration/docker-compose.yml up --wait starts both"
+
+
+def _container_provider() -> Provider:
+    # Imported on demand: the container path needs testcontainers, the others do not.
+    from .containers import ContainerProvider
+
+    return ContainerProvider()
+
+
+PROVIDERS: dict[str, Callable[[], Provider]] = {
+    "local": LocalProcessProvider,
+    "docker": _container_provider,
+    "external": ExternalServicesProvider,
+}
+
+
+def choose_provider_name(
+    environ: Mapping[str, str] | None = None,
+    engine_answers: Callable[[], bool] | None = None,
+) -> str:
+    """The provider HARNESS_PROVIDER asks for; `auto` asks `engine_answers` (a Docker ping)."""
+    source = os.environ if environ is None else environ
+    name = source.get("HARNESS_PROVIDER", "").strip().lower() or "auto"
+    if name == "auto":
+        if engine_answers is None:
+            from .containers import docker_engine_answers
+
+            engine_answers = docker_engine_answers
+        return "docker" if engine_answers() else "local"
+    if name not in PROVIDERS:
+        raise HarnessError(
+            f"HARNESS_PROVIDER={name!r}: expected auto or one of {', '.join(PROVIDERS)}"
+        )
+    return name
 
 
 def select_provider() -> Provider:
-    """The provider named by HARNESS_PROVIDER (default `local`)."""
-    name = os.environ.get("HARNESS_PROVIDER", "local").strip().lower() or "local"
-    factory = PROVIDERS.get(name)
-    if factory is None:
-        raise HarnessError(f"HARNESS_PROVIDER={name!r}: expected one of {', '.join(PROVIDERS)}")
-    return factory()
+    """The provider named by HARNESS_PROVIDER (see the module's docstring)."""
+    return PROVIDERS[choose_provider_name()]()
