@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -19,12 +20,18 @@ class HarnessError(RuntimeError):
     """A server of the harness could not be started or driven."""
 
 
+# Below the kernel's ephemeral range (32768-60999 by default): a server restarted on "its" port
+# must not find it taken by some client's outgoing connection in the meantime.
+_SERVER_PORTS = range(20000, 32000)
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that nothing listens on right now, outside the ephemeral range."""
+    for _ in range(200):
+        port = random.choice(_SERVER_PORTS)
+        if port_is_free(port):
+            return port
+    raise HarnessError(f"no free TCP port found on 127.0.0.1 in {_SERVER_PORTS}")
 
 
 def port_is_free(port: int) -> bool:
@@ -41,7 +48,7 @@ def free_port_pair() -> int:
     """A port p such that p and p + 1 are both free (RabbitMQ takes its dist port at p + 1)."""
     for _ in range(50):
         port = free_port()
-        if port < 65535 and port_is_free(port + 1):
+        if port_is_free(port + 1):
             return port
     raise HarnessError("no two consecutive free TCP ports found on 127.0.0.1")
 

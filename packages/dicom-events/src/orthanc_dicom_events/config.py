@@ -6,12 +6,13 @@ key path and the value seen, so Orthanc refuses to start rather than run half-co
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 SECTION = "DicomEvents"
 ORIGINS = ("UNKNOWN", "DICOM_PROTOCOL", "REST_API", "PLUGIN", "LUA", "WEB_DAV")
@@ -57,6 +58,9 @@ class EventSelection:
 class RabbitConfig:
     url: str
     exchange: str
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,11 @@ class SnsConfig:
     def fifo(self) -> bool:
         return self.topic_arn.endswith(".fifo")
 
+    @property
+    def effective_region(self) -> str:
+        """`Region` when set, else the region named in the topic ARN."""
+        return self.region or self.topic_arn.split(":")[3]
+
 
 @dataclass(frozen=True, slots=True)
 class DicomEventsConfig:
@@ -76,6 +85,10 @@ class DicomEventsConfig:
     broker_type: BrokerType
     rabbitmq: RabbitConfig | None
     sns: SnsConfig | None
+    source: str = "orthanc://Orthanc"
+    replay_from_start: bool = False
+    shutdown_flush_seconds: float = 5.0
+    state_directory: str = "OrthancStorage"
 
 
 _EVENT_FLAGS = {
@@ -93,6 +106,14 @@ _TAG_LISTS = {
     "StableSeriesPublishTags": "stable_series_tags",
     "StableStudyPublishTags": "stable_study_tags",
     "StablePatientPublishTags": "stable_patient_tags",
+}
+_SECTION_KEYS = {
+    "Events",
+    "Broker",
+    "Source",
+    "ReplayFromStart",
+    "ShutdownFlushSeconds",
+    "StateDirectory",
 }
 _EVENT_KEYS = {
     *_EVENT_FLAGS,
@@ -115,6 +136,9 @@ def mask_url_password(url: str) -> str:
 def parse(orthanc_config: Mapping[str, Any]) -> DicomEventsConfig:
     """Validate the `DicomEvents` section of a parsed Orthanc configuration."""
     section = _mapping(orthanc_config.get(SECTION), SECTION, required=True)
+    for key in section:
+        if key not in _SECTION_KEYS:
+            raise ConfigurationError(f"{SECTION}.{key}", section[key], "unknown key")
     known_tags = _known_tag_names(orthanc_config)
     events = _parse_events(_mapping(section.get("Events"), f"{SECTION}.Events"), known_tags)
     broker = _mapping(section.get("Broker"), f"{SECTION}.Broker", required=True)
@@ -124,7 +148,48 @@ def parse(orthanc_config: Mapping[str, Any]) -> DicomEventsConfig:
         rabbitmq = _parse_rabbit(broker.get("RabbitConfig"))
     else:
         sns = _parse_sns(broker.get("SNSConfig"))
-    return DicomEventsConfig(events=events, broker_type=broker_type, rabbitmq=rabbitmq, sns=sns)
+    return DicomEventsConfig(
+        events=events,
+        broker_type=broker_type,
+        rabbitmq=rabbitmq,
+        sns=sns,
+        source=_parse_source(section.get("Source"), orthanc_config.get("Name")),
+        replay_from_start=_bool(
+            section.get("ReplayFromStart", False), f"{SECTION}.ReplayFromStart"
+        ),
+        shutdown_flush_seconds=_parse_flush_seconds(section.get("ShutdownFlushSeconds", 5)),
+        state_directory=_parse_state_directory(section.get("StateDirectory"), orthanc_config),
+    )
+
+
+def _parse_source(raw: object, orthanc_name: object) -> str:
+    if raw is None:
+        name = orthanc_name if isinstance(orthanc_name, str) and orthanc_name else "Orthanc"
+        return "orthanc://" + quote(name, safe="")
+    if not isinstance(raw, str) or not raw.strip():
+        raise ConfigurationError(f"{SECTION}.Source", raw, "expected a non-empty URI reference")
+    return raw
+
+
+def _parse_flush_seconds(raw: object) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 <= raw <= 300:
+        raise ConfigurationError(
+            f"{SECTION}.ShutdownFlushSeconds", raw, "expected a number of seconds from 0 to 300"
+        )
+    return float(raw)
+
+
+def _parse_state_directory(raw: object, orthanc_config: Mapping[str, Any]) -> str:
+    if raw is None:
+        # Beside Orthanc's own index, so the spool lives and dies with the database it follows.
+        for key in ("IndexDirectory", "StorageDirectory"):
+            value = orthanc_config.get(key)
+            if isinstance(value, str) and value:
+                return value
+        return "OrthancStorage"
+    if not isinstance(raw, str) or not raw:
+        raise ConfigurationError(f"{SECTION}.StateDirectory", raw, "expected a directory path")
+    return raw
 
 
 def _parse_events(raw: Mapping[str, Any], known_tags: frozenset[str]) -> EventSelection:
@@ -176,7 +241,33 @@ def _parse_rabbit(raw: object) -> RabbitConfig:
     exchange = section.get("Exchange")
     if not isinstance(exchange, str) or not exchange.strip():
         raise ConfigurationError(f"{path}.Exchange", exchange, "expected a non-empty exchange name")
-    return RabbitConfig(url=url, exchange=exchange)
+    tls = {key: _optional_file(section.get(key), f"{path}.{key}") for key in _TLS_KEYS}
+    if any(tls.values()) and parts.scheme != "amqps":
+        key = next(key for key, value in tls.items() if value)
+        raise ConfigurationError(f"{path}.{key}", tls[key], "TLS files need an amqps:// URL")
+    if tls["KeyFile"] and not tls["CertFile"]:
+        raise ConfigurationError(f"{path}.CertFile", None, "KeyFile needs CertFile")
+    for key in section:
+        if key not in ("URL", "Exchange", *_TLS_KEYS):
+            raise ConfigurationError(f"{path}.{key}", section[key], "unknown key")
+    return RabbitConfig(
+        url=url,
+        exchange=exchange,
+        ca_file=tls["CaFile"],
+        cert_file=tls["CertFile"],
+        key_file=tls["KeyFile"],
+    )
+
+
+_TLS_KEYS = ("CaFile", "CertFile", "KeyFile")
+
+
+def _optional_file(raw: object, path: str) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not os.path.isfile(raw):
+        raise ConfigurationError(path, raw, "expected the path of an existing file")
+    return raw
 
 
 def _parse_sns(raw: object) -> SnsConfig:
@@ -193,6 +284,9 @@ def _parse_sns(raw: object) -> SnsConfig:
         not isinstance(endpoint, str) or urlsplit(endpoint).scheme not in ("http", "https")
     ):
         raise ConfigurationError(f"{path}.EndpointUrl", endpoint, "expected an http(s) URL")
+    for key in section:
+        if key not in ("TopicArn", "Region", "EndpointUrl"):
+            raise ConfigurationError(f"{path}.{key}", section[key], "unknown key")
     return SnsConfig(topic_arn=arn, region=region, endpoint_url=endpoint)
 
 
@@ -214,7 +308,9 @@ def _tag_names(raw: object, path: str, known: frozenset[str]) -> tuple[str, ...]
     for index, name in enumerate(names):
         if name not in known and not _TAG_GROUP_ELEMENT.match(name):
             raise ConfigurationError(
-                f"{path}[{index}]", name, "unknown tag name (not in the DICOM or Orthanc dictionary)"
+                f"{path}[{index}]",
+                name,
+                "unknown tag name (not in the DICOM dictionary nor in Orthanc's Dictionary)",
             )
     return tuple(names)
 

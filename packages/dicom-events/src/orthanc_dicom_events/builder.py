@@ -1,0 +1,324 @@
+"""Turns changes of Orthanc's log and spooled deletions into CloudEvents."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import changes as ch
+from .config import DicomEventsConfig
+from .envelope import (
+    OutgoingEvent,
+    log_event_id,
+    make_event,
+    orthanc_date_to_rfc3339,
+    spool_event_id,
+)
+from .events import DELETED_TYPES, STABLE_TYPES, EventType, enabled_types
+from .host import HostError
+from .resources import ResourceReader
+from .spool import SpooledDeletion
+from .tags import select_instance_tags, select_main_tags
+from .throttle import SeriesThrottle
+
+# Instance metadata `Origin` as Orthanc stores it -> the names of orthanc.InstanceOrigin.
+ORIGIN_NAMES = {
+    "Unknown": "UNKNOWN",
+    "DicomProtocol": "DICOM_PROTOCOL",
+    "RestApi": "REST_API",
+    "Plugins": "PLUGIN",
+    "Lua": "LUA",
+    "WebDav": "WEB_DAV",
+}
+_OPTIONAL_METADATA = {"RemoteAET": "remoteAet", "RemoteIP": "remoteIp", "CalledAET": "calledAet"}
+_COLLECTIONS = {ch.SERIES: "series", ch.STUDY: "studies", ch.PATIENT: "patients"}
+
+
+@dataclass(slots=True)
+class StoredDraft:
+    """A stored-instance event waiting for its `instanceCount` (and maybe for the throttle)."""
+
+    change: ch.Change
+    series_id: str
+    study_id: str
+    patient_id: str
+    data: dict[str, Any]
+    count: int = field(default=0)
+
+
+Output = OutgoingEvent | StoredDraft
+
+
+class EventBuilder:
+    """Builds the events of one page of changes; holds the throttle's waiting items."""
+
+    def __init__(
+        self,
+        config: DicomEventsConfig,
+        reader: ResourceReader,
+        identity: str,
+        spool_identity: str,
+        clock: Callable[[], float],
+    ) -> None:
+        self._config = config
+        self._selection = config.events
+        self._types = enabled_types(config.events)
+        self._reader = reader
+        self._identity = identity
+        self._spool_identity = spool_identity
+        self.throttle: SeriesThrottle[StoredDraft] = SeriesThrottle(
+            config.events.stored_instance_throttle_ms / 1000, clock
+        )
+        self._counts = InstanceCounter()
+        self._needs_instances = bool(
+            self._types & {EventType.INSTANCE_STORED, *DELETED_TYPES.values()}
+        )
+
+    # -- one page ------------------------------------------------------------------------------
+
+    def build(
+        self, changes: Sequence[ch.Change], deletions: Sequence[SpooledDeletion]
+    ) -> list[OutgoingEvent]:
+        """Events of a page, in log order, deletions placed after the change they followed.
+
+        Raises HostError when Orthanc could not answer (the page is then retried as a whole).
+        """
+        outputs: list[Output] = []
+        pending = sorted(deletions, key=lambda d: d.row)
+        new_instances: dict[str, list[int]] = {}
+        # A series created in this page starts from zero: counting it needs no request.
+        self._counts.new_series = {c.resource_id for c in changes if c.change_type == ch.NEW_SERIES}
+        for change in changes:
+            while pending and pending[0].after_seq < change.seq:
+                outputs.extend(self._from_deletion(pending.pop(0)))
+            outputs.extend(self._from_change(change, new_instances))
+        for deletion in pending:
+            outputs.extend(self._from_deletion(deletion))
+        outputs.extend(self._refreshed(self.throttle.due()))
+        return self._finish(outputs)
+
+    def flush_waiting(self) -> list[OutgoingEvent]:
+        """Every item the throttle holds, now (at shutdown)."""
+        return self._finish(self._refreshed(self.throttle.take_where(lambda _: True)))
+
+    def earliest_waiting_seq(self) -> int | None:
+        seqs = [draft.change.seq for draft in self.throttle.waiting()]
+        return min(seqs) if seqs else None
+
+    # -- changes of the log ---------------------------------------------------------------------
+
+    def _from_change(self, change: ch.Change, new_instances: dict[str, list[int]]) -> list[Output]:
+        try:
+            if change.change_type == ch.NEW_INSTANCE and change.level == ch.INSTANCE:
+                return self._stored_instance(change, new_instances)
+            event_type = STABLE_TYPES.get(change.change_type or -1)
+            if event_type is not None and event_type in self._types:
+                return self._stable(change, event_type)
+        except HostError as error:
+            if error.not_found:
+                return []  # deleted since: its own deleted event follows
+            raise
+        return []
+
+    def _stored_instance(
+        self, change: ch.Change, new_instances: dict[str, list[int]]
+    ) -> list[Output]:
+        if not self._needs_instances:
+            return []
+        instance_id = change.resource_id
+        series_id = self._reader.parent("instances", instance_id)
+        new_instances.setdefault(series_id, []).append(change.seq)
+        study_id, patient_id = self._reader.ancestors_of_series(series_id)
+        if EventType.INSTANCE_STORED not in self._types:
+            return []
+        count = self._counts.next(series_id, lambda: self._series_instance_count(series_id))
+        metadata = self._reader.get_json(f"/instances/{instance_id}/metadata?expand")
+        origin = ORIGIN_NAMES.get(str(metadata.get("Origin", "")), "UNKNOWN")
+        if origin in self._selection.stored_instance_skip_origins:
+            return []
+        data: dict[str, Any] = {
+            "resourceType": "Instance",
+            "resourceId": instance_id,
+            "instanceId": instance_id,
+            "patientId": patient_id,
+            "studyId": study_id,
+            "seriesId": series_id,
+            "origin": origin,
+        }
+        for key, name in _OPTIONAL_METADATA.items():
+            if metadata.get(key):
+                data[name] = metadata[key]
+        data["tags"] = self._instance_tags(instance_id)
+        draft = StoredDraft(change, series_id, study_id, patient_id, data, count)
+        outputs: list[Output] = []
+        published = self.throttle.offer(series_id, draft)
+        if published is not None:
+            outputs.append(published)
+        return outputs
+
+    def _instance_tags(self, instance_id: str) -> dict[str, Any]:
+        wanted = self._selection.stored_instance_tags
+        if not wanted:
+            return {}
+        full = self._reader.get_json(f"/instances/{instance_id}/tags")
+
+        def read_raw(group_element: str) -> bytes:
+            return self._reader.raw(f"/instances/{instance_id}/content/{group_element}")
+
+        return select_instance_tags(full, wanted, read_raw)
+
+    def _stable(self, change: ch.Change, event_type: EventType) -> list[Output]:
+        level = change.level
+        resource = self._reader.resource(_COLLECTIONS[level], change.resource_id)
+        ids: dict[str, str] = {}
+        if level == ch.SERIES:
+            ids["studyId"], ids["patientId"] = self._reader.ancestors_of_series(change.resource_id)
+            wanted = self._selection.stable_series_tags
+            main = dict(resource.get("MainDicomTags", {}))
+        elif level == ch.STUDY:
+            ids["patientId"] = str(resource["ParentPatient"])
+            wanted = self._selection.stable_study_tags
+            main = {**resource.get("PatientMainDicomTags", {}), **resource.get("MainDicomTags", {})}
+        else:
+            wanted = self._selection.stable_patient_tags
+            main = dict(resource.get("MainDicomTags", {}))
+        data: dict[str, Any] = {
+            "resourceType": ch.LEVEL_NAMES[level],
+            "resourceId": change.resource_id,
+            **ids,
+            "tags": select_main_tags(main, wanted),
+        }
+        outputs: list[Output] = list(self._waiting_of(level, change.resource_id))
+        # FIFO topics keep a study's events in order: series events go in their study's group.
+        group = ids["studyId"] if level == ch.SERIES else change.resource_id
+        outputs.append(
+            make_event(
+                event_id=log_event_id(self._identity, change.seq),
+                source=self._config.source,
+                event_type=event_type.value,
+                subject=change.resource_id,
+                time=orthanc_date_to_rfc3339(change.date),
+                data=data,
+                group=group,
+                sequence=change.seq,
+            )
+        )
+        return outputs
+
+    def _waiting_of(self, level: int, resource_id: str) -> list[StoredDraft]:
+        """Throttled items that must leave before an event about `resource_id`."""
+        if not self.throttle.enabled:
+            return []
+        if level == ch.SERIES:
+            item = self.throttle.take(resource_id)
+            return self._refreshed([item] if item is not None else [])
+        if level == ch.STUDY:
+            taken = self.throttle.take_where(lambda draft: draft.study_id == resource_id)
+        elif level == ch.PATIENT:
+            taken = self.throttle.take_where(lambda draft: draft.patient_id == resource_id)
+        else:
+            taken = self.throttle.take_where(lambda d: d.data["instanceId"] == resource_id)
+        return self._refreshed(taken)
+
+    def _refreshed(self, drafts: list[StoredDraft]) -> list[StoredDraft]:
+        """Throttled items leave with the series' count at the time they leave."""
+        for draft in drafts:
+            draft.count = max(draft.count, self._counts.current(draft.series_id))
+        return drafts
+
+    # -- deletions ------------------------------------------------------------------------------
+
+    def _from_deletion(self, deletion: SpooledDeletion) -> list[Output]:
+        event_type = DELETED_TYPES.get(deletion.level)
+        if event_type is None or event_type not in self._types:
+            return []
+        ids = {
+            key: value
+            for key, value in (
+                ("patientId", deletion.patient_id),
+                ("studyId", deletion.study_id),
+                ("seriesId", deletion.series_id),
+            )
+            if value
+        }
+        data: dict[str, Any] = {
+            "resourceType": ch.LEVEL_NAMES[deletion.level],
+            "resourceId": deletion.resource_id,
+            **ids,
+        }
+        if deletion.level == ch.INSTANCE:
+            data["instanceId"] = deletion.resource_id
+        outputs: list[Output] = list(self._waiting_of(deletion.level, deletion.resource_id))
+        if deletion.level == ch.INSTANCE and deletion.series_id:
+            outputs.extend(self._waiting_of(ch.SERIES, deletion.series_id))
+        group = deletion.study_id or (
+            deletion.resource_id if deletion.level in (ch.STUDY, ch.PATIENT) else ""
+        )
+        outputs.append(
+            make_event(
+                event_id=spool_event_id(self._spool_identity, deletion.row),
+                source=self._config.source,
+                event_type=event_type.value,
+                subject=deletion.resource_id,
+                time=deletion.time,
+                data=data,
+                group=group or deletion.resource_id,
+            )
+        )
+        return outputs
+
+    # -- instanceCount --------------------------------------------------------------------------
+
+    def _finish(self, outputs: Sequence[Output]) -> list[OutgoingEvent]:
+        events: list[OutgoingEvent] = []
+        for output in outputs:
+            if isinstance(output, OutgoingEvent):
+                events.append(output)
+                continue
+            events.append(
+                make_event(
+                    event_id=log_event_id(self._identity, output.change.seq),
+                    source=self._config.source,
+                    event_type=EventType.INSTANCE_STORED.value,
+                    subject=output.change.resource_id,
+                    time=orthanc_date_to_rfc3339(output.change.date),
+                    data={**output.data, "instanceCount": max(1, output.count)},
+                    group=output.study_id,
+                    sequence=output.change.seq,
+                )
+            )
+        return events
+
+    def _series_instance_count(self, series_id: str) -> int:
+        try:
+            return len(self._reader.resource("series", series_id).get("Instances", []))
+        except HostError as error:
+            if error.not_found:
+                return 0
+            raise
+
+
+class InstanceCounter:
+    """Instances stored so far per series, counted along the log (bounded, oldest forgotten)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._counts: dict[str, int] = {}
+        self.new_series: set[str] = set()
+
+    def next(self, series_id: str, fetch: Callable[[], int]) -> int:
+        """The count including the instance being processed."""
+        if series_id in self._counts:
+            count = self._counts.pop(series_id) + 1
+        elif series_id in self.new_series:
+            count = 1
+        else:
+            count = fetch()  # first sight of an older series: what Orthanc holds now
+        self._counts[series_id] = count
+        if len(self._counts) > self._size:
+            del self._counts[next(iter(self._counts))]
+        return count
+
+    def current(self, series_id: str) -> int:
+        return self._counts.get(series_id, 0)

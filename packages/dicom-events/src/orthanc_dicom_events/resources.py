@@ -1,0 +1,73 @@
+"""Reads what events need about a resource through Orthanc's REST API, with small caches."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from typing import Any
+
+from .host import Host
+
+_PARENT_KEYS = {"instances": "ParentSeries", "series": "ParentStudy", "studies": "ParentPatient"}
+
+
+class _Lru:
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[str, str] = OrderedDict()
+
+    def get(self, key: str) -> str | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: str, value: str) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+
+class ResourceReader:
+    """Fetches resources and their ancestors; parents never change, so they are cached."""
+
+    def __init__(self, host: Host, cache_size: int = 10_000) -> None:
+        self._host = host
+        self._parents = _Lru(cache_size)
+        self.new_links: list[tuple[str, str]] = []
+
+    def get_json(self, uri: str) -> Any:
+        return json.loads(self._host.rest_get(uri))
+
+    def raw(self, uri: str) -> bytes:
+        return self._host.rest_get(uri)
+
+    def resource(self, collection: str, resource_id: str) -> dict[str, Any]:
+        """`GET /{collection}/{id}`; remembers the parent link it shows."""
+        body: dict[str, Any] = self.get_json(f"/{collection}/{resource_id}")
+        parent = body.get(_PARENT_KEYS.get(collection, ""))
+        if isinstance(parent, str):
+            self._remember(resource_id, parent)
+        return body
+
+    def parent(self, collection: str, resource_id: str) -> str:
+        cached = self._parents.get(resource_id)
+        if cached is not None:
+            return cached
+        return str(self.resource(collection, resource_id)[_PARENT_KEYS[collection]])
+
+    def ancestors_of_series(self, series_id: str) -> tuple[str, str]:
+        """(study, patient) of a series."""
+        study = self.parent("series", series_id)
+        return study, self.parent("studies", study)
+
+    def take_new_links(self) -> list[tuple[str, str]]:
+        """Parent links learnt since the last call (for the deleted-resources spool)."""
+        links, self.new_links = self.new_links, []
+        return links
+
+    def _remember(self, child: str, parent: str) -> None:
+        if self._parents.get(child) is None:
+            self._parents.put(child, parent)
+            self.new_links.append((child, parent))

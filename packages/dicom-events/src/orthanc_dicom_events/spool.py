@@ -1,0 +1,148 @@
+"""A durable queue of deleted-resource notices and a map of each resource's parent.
+
+Orthanc does not log deletions in `/changes` (its Changes rows cascade with the resource), so a
+deletion exists only as a callback: it is kept here, in SQLite beside Orthanc's index, until the
+broker confirmed it. Deleted resources can no longer be asked for their parents, so the parents
+seen while publishing are remembered here too.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+FILE_NAME = "dicom-events.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS deleted(
+    row INTEGER PRIMARY KEY AUTOINCREMENT,
+    level INTEGER NOT NULL,
+    resource_id TEXT NOT NULL,
+    time TEXT NOT NULL,
+    after_seq INTEGER NOT NULL,
+    patient_id TEXT, study_id TEXT, series_id TEXT
+);
+CREATE TABLE IF NOT EXISTS parents(resource_id TEXT PRIMARY KEY, parent_id TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedNotice:
+    """A deletion as the change callback saw it."""
+
+    level: int
+    resource_id: str
+    time: str
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledDeletion:
+    row: int
+    level: int
+    resource_id: str
+    time: str
+    after_seq: int
+    patient_id: str | None
+    study_id: str | None
+    series_id: str | None
+
+
+class Spool:
+    """Owned by the publisher thread alone (sqlite3 connections stay on their thread)."""
+
+    def __init__(self, directory: str) -> None:
+        os.makedirs(directory, exist_ok=True)
+        self.path = os.path.join(directory, FILE_NAME)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self.identity = self._identity()
+
+    def _identity(self) -> str:
+        row = self._db.execute("SELECT value FROM meta WHERE key='identity'").fetchone()
+        if row:
+            return str(row[0])
+        identity = uuid.uuid4().hex
+        self._db.execute("INSERT INTO meta VALUES('identity', ?)", (identity,))
+        return identity
+
+    def remember_parents(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Record child -> parent links (idempotent)."""
+        with self._transaction():
+            self._db.executemany("INSERT OR REPLACE INTO parents VALUES(?, ?)", pairs)
+
+    def ancestors(self, resource_id: str) -> list[str]:
+        """The known parents of a resource, nearest first."""
+        found: list[str] = []
+        current = resource_id
+        for _ in range(3):
+            row = self._db.execute(
+                "SELECT parent_id FROM parents WHERE resource_id=?", (current,)
+            ).fetchone()
+            if row is None:
+                break
+            current = str(row[0])
+            found.append(current)
+        return found
+
+    def add(self, notices: Iterable[DeletedNotice], after_seq: int) -> None:
+        """Queue deletions, with the ancestors known now, after change `after_seq`."""
+        with self._transaction():
+            for notice in notices:
+                ids = _by_level(notice.level, self.ancestors(notice.resource_id))
+                self._db.execute(
+                    "INSERT INTO deleted(level, resource_id, time, after_seq, patient_id,"
+                    " study_id, series_id) VALUES(?, ?, ?, ?, ?, ?, ?)",
+                    (notice.level, notice.resource_id, notice.time, after_seq, *ids),
+                )
+
+    def pending(self, limit: int, up_to_seq: int | None = None) -> list[SpooledDeletion]:
+        """The oldest queued deletions (only those after changes <= `up_to_seq` when given)."""
+        query = "SELECT * FROM deleted"
+        params: tuple[int, ...] = ()
+        if up_to_seq is not None:
+            query += " WHERE after_seq <= ?"
+            params = (up_to_seq,)
+        rows = self._db.execute(query + " ORDER BY row LIMIT ?", (*params, limit)).fetchall()
+        return [SpooledDeletion(*row) for row in rows]
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM deleted").fetchone()[0])
+
+    def done(self, deletions: Iterable[SpooledDeletion]) -> None:
+        """Forget published deletions and the parent links of the deleted resources."""
+        with self._transaction():
+            for deletion in deletions:
+                self._db.execute("DELETE FROM deleted WHERE row=?", (deletion.row,))
+                self._db.execute("DELETE FROM parents WHERE resource_id=?", (deletion.resource_id,))
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN")
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _by_level(level: int, ancestors: list[str]) -> tuple[str | None, str | None, str | None]:
+    """(patient, study, series) ids from a resource's ancestors, nearest first."""
+    names: list[str | None] = [None, None, None]
+    # level 3 (instance): series, study, patient; level 2 (series): study, patient; ...
+    slots = {3: (2, 1, 0), 2: (1, 0), 1: (0,), 0: ()}.get(level, ())
+    for slot, ancestor in zip(slots, ancestors, strict=False):
+        names[slot] = ancestor
+    return names[0], names[1], names[2]

@@ -1,0 +1,321 @@
+"""The publisher thread: reads Orthanc's change log from a persisted cursor and publishes.
+
+The change callback only wakes this thread. Each round reads one page of `/changes` after the
+read position, builds its events, publishes them and waits for the broker's confirmation, and only
+then moves the persisted cursor (an Orthanc global property) past them. A failed publish keeps the
+batch and retries it with backoff, so nothing is skipped and memory stays bounded by one page.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from . import changes as ch
+from .builder import EventBuilder
+from .config import DicomEventsConfig, mask_url_password
+from .envelope import OutgoingEvent, utc_now_rfc3339
+from .events import any_deleted, enabled_types
+from .host import Host, HostError
+from .publishers import Publisher, PublishError
+from .resources import ResourceReader
+from .spool import DeletedNotice, Spool, SpooledDeletion
+from .status import Status, metrics
+
+# Orthanc global properties at or above 1024 are free for plugins; these two hold the state that
+# must live and die with Orthanc's database (the log's sequence numbers are only valid there).
+IDENTITY_PROPERTY = 5760
+CURSOR_PROPERTY = 5761
+
+PAGE_SIZE = 500
+POLL_SECONDS = 1.0
+BACKOFF_FIRST_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 10.0  # the longest a returning broker waits for us
+
+
+@dataclass(slots=True)
+class Batch:
+    events: list[OutgoingEvent]
+    read_pos: int
+    deletions: list[SpooledDeletion] = field(default_factory=list)
+    more: bool = False
+
+
+class Backoff:
+    """Exponential backoff with jitter, so many Orthancs do not reconnect in step."""
+
+    def __init__(self, first: float = BACKOFF_FIRST_SECONDS, cap: float = BACKOFF_MAX_SECONDS):
+        self._first = first
+        self._cap = cap
+        self._next = first
+
+    def reset(self) -> None:
+        self._next = self._first
+
+    def next_delay(self) -> float:
+        delay = self._next
+        self._next = min(self._cap, self._next * 2)
+        return random.uniform(delay / 2, delay)
+
+
+class EventWorker:
+    """Owns the publisher, the spool and the cursor; runs on its own thread."""
+
+    def __init__(
+        self,
+        host: Host,
+        config: DicomEventsConfig,
+        publisher_factory: Callable[[], Publisher],
+        status: Status,
+        clock: Callable[[], float] = time.monotonic,
+        page_size: int = PAGE_SIZE,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        self._host = host
+        self._config = config
+        self._publisher_factory = publisher_factory
+        self._status = status
+        self._clock = clock
+        self._page_size = page_size
+        self._poll_seconds = poll_seconds
+        self._types = enabled_types(config.events)
+        self._tracks_deletions = any_deleted(self._types)
+        self._wake = threading.Event()
+        self.ready = threading.Event()  # set once the cursor is known (tests and status wait on it)
+        self._stopping = threading.Event()
+        self._deadline = float("inf")
+        self._notices: list[DeletedNotice] = []
+        self._notices_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._backoff = Backoff()
+        self.identity = ""
+        self._cursor = 0
+        self._read_pos = 0
+
+    # -- called from Orthanc's threads: no I/O here ---------------------------------------------
+
+    def notify(self, change_type: int, level: int, resource_id: str) -> None:
+        """The change callback's whole work: note a deletion, wake the thread."""
+        if change_type == ch.DELETED:
+            if not self._tracks_deletions:
+                return
+            with self._notices_lock:
+                self._notices.append(DeletedNotice(level, resource_id, utc_now_rfc3339()))
+        self._wake.set()
+
+    def start(self) -> None:
+        """On ORTHANC_STARTED: fix the start position now (two quick calls), then run."""
+        try:
+            self._open_cursor()
+        except Exception as error:
+            self._host.log_error(f"dicom-events: cannot read the change log: {self._mask(error)}")
+            # The thread tries again; changes are only ever skipped on the very first start.
+        self._thread = threading.Thread(target=self._run, name="dicom-events", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> bool:
+        """Flush for at most `ShutdownFlushSeconds`, then give up; True when the thread ended."""
+        flush = self._config.shutdown_flush_seconds
+        self._deadline = self._clock() + flush
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is None:
+            return True
+        # A publish blocked on the network may outlast the flush: a little grace, never more.
+        self._thread.join(flush + 2.0)
+        return not self._thread.is_alive()
+
+    # -- the publisher thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            spool = Spool(self._config.state_directory) if self._tracks_deletions else None
+            if not self.identity:
+                self._open_cursor()
+            reader = ResourceReader(self._host)
+            builder = EventBuilder(
+                self._config,
+                reader,
+                self.identity,
+                spool.identity if spool else self.identity,
+                self._clock,
+            )
+            publisher = self._publisher_factory()
+            self.ready.set()
+        except Exception as error:  # reported, Orthanc keeps running
+            self._host.log_error(f"dicom-events: cannot start the publisher: {self._mask(error)}")
+            self._status.update(broker_state="failed", last_error=self._mask(error))
+            return
+        try:
+            self._loop(reader, builder, publisher, spool)
+        finally:
+            publisher.close()
+            if spool is not None:
+                spool.close()
+
+    def _loop(
+        self,
+        reader: ResourceReader,
+        builder: EventBuilder,
+        publisher: Publisher,
+        spool: Spool | None,
+    ) -> None:
+        batch: Batch | None = None
+        while True:
+            if self._stopping.is_set() and self._clock() >= self._deadline:
+                if batch is not None or self._status.snapshot().spooled_deletions:
+                    self._host.log_warning(
+                        "dicom-events: stopping with events not yet published; they are"
+                        " published after the next start"
+                    )
+                return
+            try:
+                self._spool_notices(reader, spool)
+                if batch is None:
+                    batch = self._next_batch(builder, spool)
+                if batch.events:
+                    unroutable = publisher.publish(batch.events)
+                    self._status.add(published=len(batch.events), unroutable=unroutable)
+                self._commit(batch, builder, spool)
+                more = batch.more
+                batch = None
+                self._backoff.reset()
+                self._status.update(broker_state="connected" if publisher.connected else "idle")
+                self._report()
+                if more:
+                    continue
+                if self._stopping.is_set():
+                    return
+                self._idle(builder, publisher)
+            except PublishError as error:
+                self._failed(error, "publish")
+            except HostError as error:
+                # The page is rebuilt from the persisted cursor, throttle included.
+                batch = None
+                self._rewind(builder)
+                self._failed(error, "read from Orthanc")
+            except Exception as error:  # the thread must survive anything
+                batch = None
+                self._rewind(builder)
+                self._failed(error, "build events")
+
+    def _open_cursor(self) -> None:
+        self.identity = self._host.get_global_property(IDENTITY_PROPERTY)
+        if not self.identity:
+            self.identity = uuid.uuid4().hex
+            self._host.set_global_property(IDENTITY_PROPERTY, self.identity)
+        end = self._log_end()
+        stored = self._host.get_global_property(CURSOR_PROPERTY)
+        if stored:
+            cursor = int(stored)
+            if cursor > end:
+                self._host.log_warning(
+                    f"dicom-events: cursor {cursor} is past the change log's end {end}"
+                    " (database replaced?): continuing from the end"
+                )
+                cursor = end
+        else:
+            cursor = 0 if self._config.replay_from_start else end
+            self._host.log_info(f"dicom-events: first start, publishing changes after {cursor}")
+        self._cursor = self._read_pos = cursor
+        self._host.set_global_property(CURSOR_PROPERTY, str(cursor))
+        self._status.update(last_published_seq=cursor, log_end_seq=end)
+
+    def _log_end(self) -> int:
+        return int(json.loads(self._host.rest_get("/changes?last"))["Last"])
+
+    def _spool_notices(self, reader: ResourceReader, spool: Spool | None) -> None:
+        links = reader.take_new_links()
+        if spool is None:
+            return
+        if links:
+            spool.remember_parents(links)
+        with self._notices_lock:
+            notices, self._notices = self._notices, []
+        if notices:
+            # Deletions are ordered after every change recorded before they were seen.
+            spool.add(notices, after_seq=self._log_end())
+            self._status.update(spooled_deletions=spool.count())
+
+    def _next_batch(self, builder: EventBuilder, spool: Spool | None) -> Batch:
+        page = ch.parse_page(self._host.rest_get(ch.changes_uri(self._read_pos, self._page_size)))
+        read_pos = page.changes[-1].seq if page.changes else max(self._read_pos, page.last)
+        if not page.changes and page.last < self._read_pos:
+            read_pos = page.last  # the log was reset: follow it
+        deletions: list[SpooledDeletion] = []
+        if spool is not None:
+            deletions = spool.pending(self._page_size, up_to_seq=None if page.done else page.last)
+        events = builder.build(page.changes, deletions)
+        caught_up = page.done and len(deletions) < self._page_size
+        if caught_up and self._stopping.is_set():
+            events.extend(builder.flush_waiting())
+        self._status.update(log_end_seq=max(page.last, read_pos))
+        return Batch(events=events, read_pos=read_pos, deletions=deletions, more=not caught_up)
+
+    def _commit(self, batch: Batch, builder: EventBuilder, spool: Spool | None) -> None:
+        self._read_pos = batch.read_pos
+        waiting = builder.earliest_waiting_seq()
+        cursor = batch.read_pos if waiting is None else min(batch.read_pos, waiting - 1)
+        if cursor != self._cursor:
+            self._host.set_global_property(CURSOR_PROPERTY, str(cursor))
+            self._cursor = cursor
+        if spool is not None and batch.deletions:
+            spool.done(batch.deletions)
+        self._status.update(
+            last_published_seq=cursor,
+            spooled_deletions=spool.count() if spool is not None else 0,
+            throttled_waiting=len(builder.throttle.waiting()),
+        )
+
+    def _rewind(self, builder: EventBuilder) -> None:
+        self._read_pos = self._cursor
+        builder.throttle = type(builder.throttle)(
+            self._config.events.stored_instance_throttle_ms / 1000, self._clock
+        )
+
+    def _idle(self, builder: EventBuilder, publisher: Publisher) -> None:
+        timeout = self._poll_seconds
+        due = builder.throttle.next_due_in()
+        if due is not None:
+            timeout = min(timeout, due)
+        if self._wake.wait(timeout):
+            self._wake.clear()
+        publisher.keep_alive()
+
+    def _failed(self, error: Exception, doing: str) -> None:
+        message = f"cannot {doing}: {self._mask(error)}"
+        self._status.add(failed_attempts=1)
+        self._status.update(broker_state="disconnected" if doing == "publish" else "degraded")
+        self._status.update(last_error=message)
+        delay = self._backoff.next_delay()
+        self._host.log_warning(f"dicom-events: {message}; retrying in {delay:.1f} s")
+        self._report()
+        if self._stopping.is_set():
+            time.sleep(max(0.0, min(delay, self._deadline - self._clock())))
+        else:
+            self._stopping.wait(delay)  # a stop request ends the wait early
+
+    def _report(self) -> None:
+        for name, value in metrics(self._status.snapshot()).items():
+            self._host.set_metric(name, value)
+
+    def _mask(self, error: object) -> str:
+        return mask_secrets(str(error), self._config)
+
+
+def mask_secrets(text: str, config: DicomEventsConfig) -> str:
+    """`text` without the broker password, whatever form it appears in."""
+    rabbit = config.rabbitmq
+    if rabbit is None:
+        return text
+    text = text.replace(rabbit.url, mask_url_password(rabbit.url))
+    password = urlsplit(rabbit.url).password
+    if password:
+        text = text.replace(password, "***")
+    return text

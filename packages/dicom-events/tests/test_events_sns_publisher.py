@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from orthanc_dicom_events.config import SnsConfig
+from orthanc_dicom_events.envelope import OutgoingEvent, make_event
+from orthanc_dicom_events.publishers import PublishError
+from orthanc_dicom_events.publishers.sns import BATCH_BYTES, SnsPublisher, _chunks
+
+
+def _event(number: int, size: int = 10, group: str = "study-1") -> OutgoingEvent:
+    return make_event(
+        event_id=f"id-{number}",
+        source="orthanc://t",
+        event_type="dicom.instance.stored",
+        subject=f"i{number}",
+        time="2026-01-01T00:00:00Z",
+        data={"n": number, "pad": "x" * size},
+        group=group,
+    )
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        yield
+
+
+def _topic_with_queue(fifo: bool) -> tuple[str, str]:
+    sns = boto3.client("sns", region_name="us-east-1")
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    suffix = ".fifo" if fifo else ""
+    attributes = {"FifoTopic": "true", "ContentBasedDeduplication": "false"} if fifo else {}
+    topic = sns.create_topic(Name="events" + suffix, Attributes=attributes)["TopicArn"]
+    queue_attributes = {"FifoQueue": "true"} if fifo else {}
+    queue = sqs.create_queue(QueueName="q" + suffix, Attributes=queue_attributes)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn["QueueArn"])
+    return topic, queue
+
+
+def _drain(queue: str) -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    received: list[dict[str, Any]] = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return received
+        for message in messages:
+            received.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+
+
+@pytest.mark.parametrize("fifo", [False, True])
+def test_batches_reach_a_subscribed_queue_in_order(aws: None, fifo: bool) -> None:
+    topic, queue = _topic_with_queue(fifo)
+    publisher = SnsPublisher(SnsConfig(topic_arn=topic))
+    assert publisher.publish([_event(n) for n in range(25)]) == 0
+    assert publisher.connected
+    notifications = _drain(queue)
+    numbers = [json.loads(n["Message"])["data"]["n"] for n in notifications]
+    if fifo:
+        assert numbers == list(range(25))
+    else:
+        assert sorted(numbers) == list(range(25))
+    attributes = notifications[0]["MessageAttributes"]
+    assert attributes["type"]["Value"] == "dicom.instance.stored"
+
+
+class _FlakyClient:
+    """Refuses entry 3 of the first batch, then accepts everything."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[dict[str, Any]]] = []
+
+    def publish_batch(self, **request: Any) -> dict[str, Any]:
+        entries = request["PublishBatchRequestEntries"]
+        self.calls.append(entries)
+        if len(self.calls) == 1:
+            return {"Successful": [], "Failed": [{"Id": "3", "Code": "Throttled"}]}
+        return {"Successful": [{"Id": e["Id"]} for e in entries], "Failed": []}
+
+
+def test_partial_failure_resends_from_the_first_refused_entry() -> None:
+    client = _FlakyClient()
+    config = SnsConfig(topic_arn="arn:aws:sns:us-east-1:000000000000:t.fifo")
+    SnsPublisher(config, client=client).publish([_event(n) for n in range(6)])
+    resent = [json.loads(e["Message"])["data"]["n"] for e in client.calls[1]]
+    assert resent == [3, 4, 5]
+    assert client.calls[1][0]["MessageDeduplicationId"] == "id-3"
+    assert client.calls[1][0]["MessageGroupId"] == "study-1"
+
+
+def test_an_entry_refused_again_and_again_fails_the_batch() -> None:
+    class Refusing:
+        def publish_batch(self, **request: Any) -> dict[str, Any]:
+            return {"Failed": [{"Id": "0", "Code": "InternalError"}]}
+
+    config = SnsConfig(topic_arn="arn:aws:sns:us-east-1:000000000000:t")
+    with pytest.raises(PublishError):
+        SnsPublisher(config, client=Refusing()).publish([_event(1)])
+
+
+def test_chunks_respect_count_and_size_limits() -> None:
+    assert [len(c) for c in _chunks([_event(n) for n in range(23)])] == [10, 10, 3]
+    big = [_event(n, size=BATCH_BYTES // 3) for n in range(4)]
+    assert [len(c) for c in _chunks(big)] == [2, 2]

@@ -1,0 +1,305 @@
+"""The publisher thread against the fake `orthanc` module and an in-memory broker."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from dicom_events_testing import base_config, wait_for
+
+from orthanc_dicom_events.events import load_schema
+from orthanc_dicom_events.plugin import DicomEventsPlugin, create
+from orthanc_dicom_events.publishers.memory import MemoryPublisher
+from orthanc_dicom_events.worker import CURSOR_PROPERTY
+from orthanc_fake import FakeOrthanc, make_instance
+from orthanc_fake.enums import ChangeType, InstanceOrigin, ResourceType
+
+ALL_EVENTS = {
+    key: True
+    for key in (
+        "StoredInstance",
+        "StableSeries",
+        "StableStudy",
+        "StablePatient",
+        "DeletedInstance",
+        "DeletedSeries",
+        "DeletedStudy",
+        "DeletedPatient",
+    )
+}
+
+Setup = Callable[..., tuple[FakeOrthanc, DicomEventsPlugin, MemoryPublisher]]
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[Setup]:
+    running: list[tuple[FakeOrthanc, DicomEventsPlugin]] = []
+
+    def build(
+        fake: FakeOrthanc | None = None,
+        publisher: MemoryPublisher | None = None,
+        extra: dict[str, Any] | None = None,
+        **events: Any,
+    ) -> tuple[FakeOrthanc, DicomEventsPlugin, MemoryPublisher]:
+        config = base_config(**(events or ALL_EVENTS))
+        config["DicomEvents"].update(
+            {"StateDirectory": str(tmp_path / "state"), "ShutdownFlushSeconds": 2, **(extra or {})}
+        )
+        config["Dictionary"] = {"0055,1011": ["LO", "QueueID", 1, 1, "MATTERHORN_Prvt_Tags"]}
+        fake = fake or FakeOrthanc(config, started=False)
+        fake.configuration.update(config)
+        publisher = publisher or MemoryPublisher()
+        plugin = create(fake, config)
+        plugin.worker._publisher_factory = lambda: publisher
+        fake.on_change_callback = None  # a restarted Orthanc: a fresh registration
+        fake.RegisterOnChangeCallback(plugin.on_change)
+        fake.start()
+        running.append((fake, plugin))
+        assert plugin.worker.ready.wait(5), fake.log_messages()
+        return fake, plugin, publisher
+
+    yield build
+    for _, plugin in running:
+        plugin.stop()
+
+
+def _store(fake: FakeOrthanc, count: int, series: str = "1.2.3.4", **options: Any) -> list[str]:
+    ids = []
+    for number in range(count):
+        instance = make_instance(
+            series_uid=series, study_uid="1.2.3", sop_uid=f"{series}.{number + 1}"
+        )
+        ids.append(fake.store(instance, **options).instance_id)
+    fake.deliver_pending_changes()
+    return ids
+
+
+def _envelopes(publisher: MemoryPublisher) -> list[dict[str, Any]]:
+    return [event.envelope for event in publisher.events]
+
+
+def _valid(envelope: dict[str, Any]) -> None:
+    jsonschema.validate(envelope, load_schema(envelope["type"]))
+
+
+def test_stored_and_stable_events_follow_the_change_log(setup: Setup) -> None:
+    fake, _plugin, publisher = setup()
+    ids = _store(fake, 3, remote_ip="10.0.0.7")
+    fake.mark_all_stable()
+    wait_for(lambda: len(publisher.events) == 6, what="6 events")
+    envelopes = _envelopes(publisher)
+    assert [e["type"] for e in envelopes] == [
+        "dicom.instance.stored",
+        "dicom.instance.stored",
+        "dicom.instance.stored",
+        "dicom.series.stable",
+        "dicom.study.stable",
+        "dicom.patient.stable",
+    ]
+    for envelope in envelopes:
+        _valid(envelope)
+        assert envelope["source"] == "orthanc://UnitOrthanc"
+    stored = envelopes[:3]
+    assert [e["subject"] for e in stored] == ids
+    assert [e["data"]["instanceCount"] for e in stored] == [1, 2, 3]
+    assert stored[0]["data"]["origin"] == "REST_API"
+    assert stored[0]["data"]["remoteIp"] == "10.0.0.7"
+    series = envelopes[3]["data"]
+    assert series["resourceId"] == stored[0]["data"]["seriesId"]
+    assert series["studyId"] == stored[0]["data"]["studyId"]
+    sequences = [e["orthancsequence"] for e in envelopes]
+    assert sequences == sorted(sequences)
+    assert len({e["id"] for e in envelopes}) == 6
+    assert fake.GetGlobalProperty(CURSOR_PROPERTY, "") == str(sequences[-1])
+
+
+def test_duplicate_upload_is_not_an_event(setup: Setup) -> None:
+    fake, _, publisher = setup(StoredInstance=True)
+    _store(fake, 1)
+    _store(fake, 1)
+    time.sleep(0.2)
+    assert len(publisher.events) == 1
+
+
+def test_first_start_begins_at_the_end_of_the_log_unless_replay(
+    setup: Setup, tmp_path: Path
+) -> None:
+    fake = FakeOrthanc(base_config(), started=True)
+    _store(fake, 2)
+    fake.started = False
+    _, plugin, publisher = setup(fake=fake, StoredInstance=True)
+    time.sleep(0.2)
+    assert publisher.events == []
+    plugin.stop()
+
+    replaying = FakeOrthanc(base_config(), started=True)
+    _store(replaying, 2)
+    replaying.started = False
+    _, _, replayed = setup(fake=replaying, extra={"ReplayFromStart": True}, StoredInstance=True)
+    wait_for(lambda: len(replayed.events) == 2, what="replayed events")
+
+
+def test_origin_filter_tells_rest_from_dicom(setup: Setup) -> None:
+    fake, _, publisher = setup(StoredInstance=True, StoredInstanceSkipOrigin=["REST_API"])
+    _store(fake, 1, series="1.1")
+    _store(fake, 1, series="1.2", origin=InstanceOrigin.DICOM_PROTOCOL, remote_aet="MODALITY")
+    wait_for(lambda: len(publisher.events) == 1, what="the C-STORE event")
+    time.sleep(0.1)
+    (only,) = _envelopes(publisher)
+    assert only["data"]["origin"] == "DICOM_PROTOCOL"
+    assert only["data"]["remoteAet"] == "MODALITY"
+    assert only["data"]["calledAet"]
+
+
+def test_configured_tags_including_a_private_one(setup: Setup) -> None:
+    fake, _, publisher = setup(
+        StoredInstance=True,
+        StableSeries=True,
+        StoredInstancePublishTags=["PatientID", "QueueID", "BodyPartExamined"],
+        StableSeriesPublishTags=["SeriesInstanceUID", "Modality", "SeriesDescription"],
+    )
+    from orthanc_fake import PrivateBlock
+
+    instance = make_instance(
+        private_blocks=[PrivateBlock(0x0055, "MATTERHORN_Prvt_Tags", {0x11: ("LO", "Q-9")})]
+    )
+    fake.store(instance)
+    fake.mark_all_stable()
+    wait_for(lambda: len(publisher.events) == 2, what="2 events")
+    stored, series = _envelopes(publisher)
+    assert stored["data"]["tags"] == {"PatientID": "PATIENT", "QueueID": "Q-9"}
+    assert series["data"]["tags"]["SeriesInstanceUID"]
+    assert "SeriesDescription" not in series["data"]["tags"]
+
+
+def test_deleted_events_carry_the_ancestors_seen_before(setup: Setup) -> None:
+    fake, _, publisher = setup()
+    ids = _store(fake, 2)
+    wait_for(lambda: len(publisher.events) == 2, what="stored events")
+    stored = _envelopes(publisher)[0]["data"]
+    fake.RestApiDelete(f"/series/{stored['seriesId']}")
+    fake.deliver_pending_changes()
+    wait_for(lambda: len(publisher.events) >= 6, what="deleted events")
+    deleted = [e for e in _envelopes(publisher) if e["type"].endswith(".deleted")]
+    for envelope in deleted:
+        _valid(envelope)
+    by_subject = {e["subject"]: e for e in deleted}
+    instance = by_subject[ids[0]]["data"]
+    assert instance["seriesId"] == stored["seriesId"]
+    assert instance["patientId"] == stored["patientId"]
+    assert by_subject[stored["seriesId"]]["data"]["studyId"] == stored["studyId"]
+    assert {e["type"] for e in deleted} >= {"dicom.instance.deleted", "dicom.series.deleted"}
+
+
+def test_broker_outage_loses_nothing_and_keeps_order(setup: Setup) -> None:
+    publisher = MemoryPublisher()
+    publisher.down = True
+    fake, plugin, _ = setup(publisher=publisher, StoredInstance=True)
+    _store(fake, 30, series="2.1")
+    _store(fake, 30, series="2.2")
+    wait_for(lambda: plugin.status()["Broker"]["Failed"] >= 1, what="a failed attempt")
+    status = plugin.status()["Broker"]
+    assert status["State"] == "disconnected"
+    assert status["Backlog"] >= 60
+    assert "simulated" in status["LastError"]
+    plugin.worker._backoff.reset()
+    publisher.down = False
+    wait_for(lambda: len(publisher.events) == 60, timeout=10, what="the backlog")
+    sequences = [e["orthancsequence"] for e in _envelopes(publisher)]
+    assert sequences == sorted(sequences)
+    wait_for(lambda: plugin.status()["Broker"]["Backlog"] == 0, what="an empty backlog")
+    assert fake.metrics["orthanc_dicom_events_backlog"][0] == 0
+
+
+def test_restart_resumes_from_the_persisted_cursor(setup: Setup) -> None:
+    fake, plugin, publisher = setup(StoredInstance=True)
+    _store(fake, 2, series="3.1")
+    wait_for(lambda: len(publisher.events) == 2, what="2 events")
+    plugin.stop()
+    fake.started = False
+    _store(fake, 3, series="3.2")  # recorded while the plugin is not running
+    second = MemoryPublisher()
+    setup(fake=fake, publisher=second, StoredInstance=True)
+    wait_for(lambda: len(second.events) == 3, what="the changes recorded while stopped")
+    time.sleep(0.1)
+    assert len(second.events) == 3
+
+
+def test_throttle_coalesces_a_burst_and_publishes_its_last_instance(setup: Setup) -> None:
+    fake, _, publisher = setup(StoredInstance=True, StoredInstanceThrottleMs=300)
+    ids = _store(fake, 10)
+    wait_for(lambda: len(publisher.events) == 2, what="first and last of the burst")
+    first, last = _envelopes(publisher)
+    assert first["subject"] == ids[0]
+    assert last["subject"] == ids[-1]
+    assert last["data"]["instanceCount"] == 10
+    time.sleep(0.4)
+    assert len(publisher.events) == 2
+
+
+def test_throttled_instance_leaves_before_the_series_stable_event(setup: Setup) -> None:
+    fake, _, publisher = setup(
+        StoredInstance=True, StableSeries=True, StoredInstanceThrottleMs=60_000
+    )
+    ids = _store(fake, 3)
+    fake.mark_all_stable()
+    wait_for(lambda: len(publisher.events) == 3, what="3 events")
+    types = [(e["type"], e["subject"]) for e in _envelopes(publisher)]
+    assert types[0] == ("dicom.instance.stored", ids[0])
+    assert types[1] == ("dicom.instance.stored", ids[2])
+    assert types[2][0] == "dicom.series.stable"
+
+
+def test_stop_is_bounded_when_the_broker_never_answers(setup: Setup) -> None:
+    publisher = MemoryPublisher()
+    publisher.down = True
+    fake, _plugin, _ = setup(publisher=publisher, extra={"ShutdownFlushSeconds": 1})
+    _store(fake, 5)
+    started = time.monotonic()
+    fake.stop()
+    assert time.monotonic() - started < 3.5
+    assert publisher.closed
+
+
+def test_status_route_and_masked_password(setup: Setup) -> None:
+    fake, plugin, publisher = setup(StoredInstance=True)
+    publisher.down = True
+    _store(fake, 1)
+    wait_for(lambda: plugin.status()["Broker"]["Failed"] >= 1, what="a failure")
+    output = fake.call_route("GET", "/dicom-events/status")
+    body = json.loads(output.body)  # type: ignore[attr-defined]
+    assert body["Broker"]["URL"] == "amqp://user:***@127.0.0.1:5672/"
+    assert body["Broker"]["Type"] == "rabbitmq"
+    assert {"LastPublishedSequence", "Backlog", "Published", "Failed", "LastError"} <= set(
+        body["Broker"]
+    )
+    assert not any("s3cret" in message for message in fake.log_messages())
+    assert fake.call_route("POST", "/dicom-events/status").status == 405  # type: ignore[attr-defined]
+
+
+def test_password_in_an_error_is_masked_in_the_log(setup: Setup) -> None:
+    class LeakyPublisher(MemoryPublisher):
+        def publish(self, events: Any) -> int:
+            from orthanc_dicom_events.publishers import PublishError
+
+            raise PublishError("cannot reach amqp://user:s3cret@127.0.0.1:5672/ (s3cret)")
+
+    fake, plugin, _ = setup(publisher=LeakyPublisher(), StoredInstance=True)
+    _store(fake, 1)
+    wait_for(lambda: plugin.status()["Broker"]["Failed"] >= 1, what="a failure")
+    logs = "\n".join(fake.log_messages())
+    assert "cannot reach" in logs
+    assert "s3cret" not in logs
+    assert "s3cret" not in json.dumps(plugin.status())
+
+
+def test_changes_fired_by_hand_only_wake_the_thread(setup: Setup) -> None:
+    fake, _plugin, publisher = setup(StoredInstance=True)
+    fake.fire_change(ChangeType.NEW_INSTANCE, ResourceType.INSTANCE, "not-in-the-log")
+    time.sleep(0.1)
+    assert publisher.events == []

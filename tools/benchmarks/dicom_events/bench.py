@@ -1,0 +1,348 @@
+"""Benchmarks of orthanc-dicom-events, each with its baseline measured side by side in one run.
+
+    .venv/bin/python tools/benchmarks/dicom_events/bench.py [--instances 2000] [--catch-up 20000]
+        [--latency-seconds 60] [--rate 50] [--only ingest|catch-up|latency] [--output DIR]
+
+1. ingest: instances/s by REST (4 client threads) and by C-STORE (storescu), into Orthanc without
+   the Python plugin, then with the three plugins composed and every event enabled (RabbitMQ live).
+2. catch-up: changes recorded while the broker is away, then events/s until the backlog is empty
+   (RabbitMQ: broker stopped and started again; SNS: the topic appears only after the burst).
+3. latency: a steady upload rate, throttle off: upload answered -> event received, p50 / p99.
+
+Writes results.json and results.md to --output (default: results/ beside this script).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from pydicom.uid import generate_uid
+
+# Run as a script from anywhere: the harness lives in the repository's `integration` package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+
+from integration.harness.interfaces import Orthanc, RabbitMQ
+from integration.harness.providers import select_provider
+from integration.harness.rabbitmq import consume
+from orthanc_fake.dicom import make_instance
+
+ALL_EVENTS = {
+    key: True
+    for key in (
+        "StoredInstance",
+        "StableSeries",
+        "StableStudy",
+        "StablePatient",
+        "DeletedInstance",
+        "DeletedSeries",
+        "DeletedStudy",
+        "DeletedPatient",
+    )
+}
+OTHER_PLUGINS_CONFIG: dict[str, Any] = {
+    "Dictionary": {"7053,1003": ["ST", "OriginalImageFileName", 1, 1, "Philips PET Private Group"]},
+    "SeriesMainPrivateDicomTags": ["OriginalImageFileName"],
+    "UserMetadata": {"SeriesPrivateTags": 2000, "ThumbnailInstanceID": 2001},
+}
+PLUGINS = ["dicom-events", "series-private-tags", "series-thumbnail"]
+
+
+def instances(count: int, per_series: int = 100) -> list[bytes]:
+    study = generate_uid()
+    series = [generate_uid() for _ in range(max(1, count // per_series))]
+    made = []
+    for index in range(count):
+        data = make_instance(
+            patient_id="BENCH", study_uid=study, series_uid=series[index % len(series)]
+        )
+        made.append(data if isinstance(data, bytes) else bytes(data))
+    return made
+
+
+def rabbit_section(broker: RabbitMQ, exchange: str, events: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "Events": events,
+        "Broker": {
+            "Type": "rabbitmq",
+            "RabbitConfig": {"URL": broker.url_for_orthanc, "Exchange": exchange},
+        },
+    }
+
+
+def upload_rest(orthanc: Orthanc, data: list[bytes], threads: int = 4) -> float:
+    """Instances per second."""
+    started = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(orthanc.upload_file, data))
+    return len(data) / (time.monotonic() - started)
+
+
+def upload_cstore(orthanc: Orthanc, data: list[bytes], workdir: Path) -> float:
+    folder = workdir / f"cstore-{uuid.uuid4().hex[:6]}"
+    folder.mkdir()
+    paths = []
+    for index, blob in enumerate(data):
+        path = folder / f"{index:06d}.dcm"
+        path.write_bytes(blob)
+        paths.append(path)
+    started = time.monotonic()
+    orthanc.cstore(paths, timeout=600)
+    return len(data) / (time.monotonic() - started)
+
+
+def bench_ingest(provider: Any, broker: RabbitMQ, workdir: Path, count: int) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    variants: dict[str, Callable[[Path], Orthanc]] = {
+        "no-python-plugin": lambda d: provider.orthanc(d, config={"StableAge": 2}),
+        "three-plugins-all-events": lambda d: provider.orthanc(
+            d,
+            plugins=PLUGINS,
+            config={
+                "StableAge": 2,
+                **OTHER_PLUGINS_CONFIG,
+                "DicomEvents": rabbit_section(broker, "bench-ingest", ALL_EVENTS),
+            },
+        ),
+    }
+    # Interleave the variants twice so machine noise hits both alike.
+    for round_number in range(2):
+        for name, build in variants.items():
+            orthanc = build(workdir / f"ingest-{name}-{round_number}").start()
+            try:
+                rest = upload_rest(orthanc, instances(count))
+                cstore = upload_cstore(orthanc, instances(count), workdir)
+            finally:
+                orthanc.stop()
+            entry = results.setdefault(name, {"rest": [], "cstore": []})
+            entry["rest"].append(rest)
+            entry["cstore"].append(cstore)
+    summary: dict[str, Any] = {}
+    for name, entry in results.items():
+        summary[name] = {kind: statistics.mean(values) for kind, values in entry.items()}
+    base, plugged = summary["no-python-plugin"], summary["three-plugins-all-events"]
+    summary["ratio"] = {kind: plugged[kind] / base[kind] for kind in ("rest", "cstore")}
+    summary["runs"] = results
+    return summary
+
+
+def drain_times(orthanc: Orthanc, timeout: float) -> tuple[float, float]:
+    """(seconds until the first publish succeeded, seconds from then until the backlog is 0)."""
+    started = time.monotonic()
+    first_publish: float | None = None
+    while time.monotonic() - started < timeout:
+        broker = orthanc.client.get_json("/dicom-events/status")["Broker"]
+        if first_publish is None and broker["Published"] > 0:
+            first_publish = time.monotonic()
+        if broker["Backlog"] == 0 and broker["State"] == "connected":
+            end = time.monotonic()
+            first_publish = first_publish or end
+            return first_publish - started, max(end - first_publish, 1e-3)
+        time.sleep(0.02)
+    raise TimeoutError("the backlog did not drain")
+
+
+def bench_catch_up_rabbitmq(
+    provider: Any, broker: RabbitMQ, workdir: Path, count: int
+) -> dict[str, Any]:
+    orthanc = provider.orthanc(
+        workdir / "catchup-rabbitmq",
+        plugins=["dicom-events"],
+        config={"DicomEvents": rabbit_section(broker, "bench-catchup", {"StoredInstance": True})},
+    ).start()
+    try:
+        with consume(broker.url, "bench-catchup", "dicom.#", queue="bench-catchup") as collector:
+            broker.stop()
+            upload_rest(orthanc, instances(count, per_series=500))
+            backlog = orthanc.client.get_json("/dicom-events/status")["Broker"]["Backlog"]
+            broker.start()
+            reconnect, seconds = drain_times(orthanc, timeout=600)
+            collector.wait_for(count, timeout=120)
+    finally:
+        orthanc.stop()
+    return {
+        "changes": backlog,
+        "reconnect_seconds": reconnect,
+        "seconds": seconds,
+        "events_per_second": count / seconds,
+    }
+
+
+def bench_catch_up_sns(provider: Any, workdir: Path, count: int) -> dict[str, Any]:
+    kinds = provider.sns_kinds()
+    kind = "localstack" if "localstack" in kinds else kinds[0]
+    sns = provider.sns(kind, workdir / f"sns-{kind}")
+    sns.start()
+    try:
+        name = f"catchup-{uuid.uuid4().hex[:6]}"
+        arn = f"arn:aws:sns:{sns.region}:000000000000:{name}"
+        orthanc = provider.orthanc(
+            workdir / "catchup-sns",
+            plugins=["dicom-events"],
+            config={
+                "DicomEvents": {
+                    "Events": {"StoredInstance": True},
+                    "Broker": {
+                        "Type": "sqs-sns",
+                        "SNSConfig": {
+                            "TopicArn": arn,
+                            "Region": sns.region,
+                            "EndpointUrl": sns.endpoint_url_for_orthanc,
+                        },
+                    },
+                }
+            },
+            env=sns.env,
+        ).start()
+        try:
+            upload_rest(orthanc, instances(count, per_series=500))  # the topic does not exist yet
+            backlog = orthanc.client.get_json("/dicom-events/status")["Broker"]["Backlog"]
+            assert sns.create_topic(name) == arn
+            reconnect, seconds = drain_times(orthanc, timeout=900)
+        finally:
+            orthanc.stop()
+    finally:
+        sns.close()
+    return {
+        "emulator": kind,
+        "changes": backlog,
+        "reconnect_seconds": reconnect,
+        "seconds": seconds,
+        "events_per_second": count / seconds,
+    }
+
+
+def bench_latency(
+    provider: Any, broker: RabbitMQ, workdir: Path, seconds: float, rate: float
+) -> dict[str, Any]:
+    orthanc = provider.orthanc(
+        workdir / "latency",
+        plugins=["dicom-events"],
+        config={"DicomEvents": rabbit_section(broker, "bench-latency", {"StoredInstance": True})},
+    ).start()
+    sent: dict[str, float] = {}
+    received: dict[str, float] = {}
+    lock = threading.Lock()
+    try:
+        with consume(broker.url, "bench-latency", "dicom.instance.stored") as collector:
+            # The collector stamps nothing: poll its list often and stamp on first sight.
+            stop = threading.Event()
+
+            def watch() -> None:
+                seen = 0
+                while not stop.is_set():
+                    messages = collector.messages
+                    now = time.monotonic()
+                    for message in messages[seen:]:
+                        with lock:
+                            received[message.body["subject"]] = now
+                    seen = len(messages)
+                    time.sleep(0.001)
+
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
+            data = instances(int(seconds * rate))
+            started = time.monotonic()
+            for index, blob in enumerate(data):
+                due = started + index / rate
+                time.sleep(max(0.0, due - time.monotonic()))
+                answer = orthanc.upload_file(blob)
+                with lock:
+                    sent[answer["ID"]] = time.monotonic()
+            collector.wait_for(len(data), timeout=60)
+            time.sleep(0.1)
+            stop.set()
+            watcher.join()
+    finally:
+        orthanc.stop()
+    latencies = sorted(1000 * max(0.0, received[i] - sent[i]) for i in sent if i in received)
+    return {
+        "instances": len(sent),
+        "rate_per_second": rate,
+        "p50_ms": statistics.median(latencies),
+        "p99_ms": latencies[int(0.99 * (len(latencies) - 1))],
+        "max_ms": latencies[-1],
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = ["| Benchmark | Figure | Target |", "|---|---|---|"]
+    ingest = results.get("ingest")
+    if ingest:
+        for kind in ("rest", "cstore"):
+            base = ingest["no-python-plugin"][kind]
+            plugged = ingest["three-plugins-all-events"][kind]
+            lines.append(
+                f"| ingest {kind} | {base:.0f} -> {plugged:.0f} inst/s, "
+                f"ratio {ingest['ratio'][kind]:.2f} | >= 0.95 |"
+            )
+    for key, label in (("catch_up_rabbitmq", "RabbitMQ"), ("catch_up_sns", "SNS")):
+        if key in results:
+            entry = results[key]
+            lines.append(
+                f"| catch-up {label} {entry.get('emulator', '')} | {entry['changes']} changes in "
+                f"{entry['seconds']:.1f} s = {entry['events_per_second']:.0f} events/s "
+                f"(first publish {entry['reconnect_seconds']:.1f} s after the return) | "
+                f"{'>= 1000 events/s' if label == 'RabbitMQ' else 'reported'} |"
+            )
+    if "latency" in results:
+        entry = results["latency"]
+        lines.append(
+            f"| latency {entry['rate_per_second']:.0f} inst/s x {entry['instances']} | "
+            f"p50 {entry['p50_ms']:.1f} ms, p99 {entry['p99_ms']:.1f} ms | p99 <= 200 ms |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=int, default=2000)
+    parser.add_argument("--catch-up", type=int, default=20000)
+    parser.add_argument("--latency-seconds", type=float, default=60)
+    parser.add_argument("--rate", type=float, default=50)
+    parser.add_argument("--only", choices=["ingest", "catch-up", "latency"], action="append")
+    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    only = set(args.only or ["ingest", "catch-up", "latency"])
+    provider = select_provider()
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="dicom-events-bench-") as temp:
+        workdir = Path(temp)
+        broker = provider.rabbitmq(workdir / "rabbitmq")
+        broker.start()
+        try:
+            if "ingest" in only:
+                results["ingest"] = bench_ingest(provider, broker, workdir, args.instances)
+                print(json.dumps(results["ingest"]["ratio"]), flush=True)
+            if "latency" in only:
+                results["latency"] = bench_latency(
+                    provider, broker, workdir, args.latency_seconds, args.rate
+                )
+                print(json.dumps(results["latency"]), flush=True)
+            if "catch-up" in only:
+                results["catch_up_rabbitmq"] = bench_catch_up_rabbitmq(
+                    provider, broker, workdir, args.catch_up
+                )
+                print(json.dumps(results["catch_up_rabbitmq"]), flush=True)
+                results["catch_up_sns"] = bench_catch_up_sns(provider, workdir, args.catch_up)
+                print(json.dumps(results["catch_up_sns"]), flush=True)
+        finally:
+            broker.close()
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "results.json").write_text(json.dumps(results, indent=2))
+    (args.output / "results.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
