@@ -127,7 +127,7 @@ class EventBuilder:
         if not self._needs_instances:
             return []
         instance_id = change.resource_id
-        series_id = self._reader.parent("instances", instance_id)
+        series_id = self._reader.series_of_instance(instance_id)
         new_instances.setdefault(series_id, []).append(change.seq)
         study_id, patient_id = self._reader.ancestors_of_series(series_id)
         if EventType.INSTANCE_STORED not in self._types:

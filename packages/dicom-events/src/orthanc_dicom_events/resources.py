@@ -29,12 +29,25 @@ class _Lru:
             self._items.popitem(last=False)
 
 
-class ResourceReader:
-    """Fetches resources and their ancestors; parents never change, so they are cached."""
+# A series listing teaches the parent of all its instances in one call; larger series are not
+# listed (their links would push everything else out of the cache).
+PRIME_MAX_INSTANCES = 20_000
 
-    def __init__(self, host: Host, cache_size: int = 10_000) -> None:
+
+class ResourceReader:
+    """Fetches resources and their ancestors; parents never change, so they are cached.
+
+    Every REST call competes with Orthanc's stores for its index lock, so the instance -> series
+    links are learnt a series at a time: the first instance met of a series costs one call for
+    itself and one for its series' listing, after which its siblings need none. A series listed
+    while it was still growing is listed again once as many of its instances missed the cache
+    as the listing held (the listings stay linear in the series' size overall).
+    """
+
+    def __init__(self, host: Host, cache_size: int = 50_000) -> None:
         self._host = host
         self._parents = _Lru(cache_size)
+        self._listed: _Lru = _Lru(1_000)  # series -> "<instances listed>/<misses since>"
         self.new_links: list[tuple[str, str]] = []
 
     def get_json(self, uri: str) -> Any:
@@ -56,6 +69,28 @@ class ResourceReader:
         if cached is not None:
             return cached
         return str(self.resource(collection, resource_id)[_PARENT_KEYS[collection]])
+
+    def series_of_instance(self, instance_id: str) -> str:
+        cached = self._parents.get(instance_id)
+        if cached is not None:
+            return cached
+        series_id = self.parent("instances", instance_id)
+        listed, misses = (int(n) for n in (self._listed.get(series_id) or "0/0").split("/"))
+        misses += 1
+        if misses > listed:
+            listed, misses = self._list_series(series_id), 0
+        self._listed.put(series_id, f"{listed}/{misses}")
+        return series_id
+
+    def _list_series(self, series_id: str) -> int:
+        """Learn the parent of every instance the series holds now; returns how many."""
+        body = self.resource("series", series_id)
+        instances = body.get("Instances", [])
+        if len(instances) > PRIME_MAX_INSTANCES:
+            return len(instances)
+        for instance_id in instances:
+            self._remember(str(instance_id), series_id)
+        return len(instances)
 
     def ancestors_of_series(self, series_id: str) -> tuple[str, str]:
         """(study, patient) of a series."""

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from enum import Enum
 
 from .host import Host
+from .priority import lower_own_priority
 
 _STOP_TIMEOUT_SECONDS = 5.0
 
@@ -94,6 +95,7 @@ class ChangeWorker:
             self._condition.notify()
 
     def _run(self) -> None:
+        lower_own_priority()
         while True:
             with self._condition:
                 self._busy = False

@@ -1,4 +1,11 @@
-"""RabbitMQ: one connection owned by the publisher thread, confirms, persistent messages."""
+"""RabbitMQ: one connection owned by the publisher thread, persistent messages, one commit a batch.
+
+A batch is published inside an AMQP transaction: every message goes out without waiting, then one
+`tx.commit` returns once the broker has routed and stored all of them. That is the guarantee
+publisher confirms give, at one round trip per batch instead of one per message (pika's blocking
+channel waits for each confirm in turn, which capped catch-up near 600 events/s). A connection
+lost before the commit discards the whole batch on the broker's side, and the batch is retried.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ class RabbitPublisher:
         self._config = config
         self._connection: Any = None
         self._channel: Any = None
+        self._returned = 0  # mandatory messages the broker could route nowhere, this batch
 
     @property
     def connected(self) -> bool:
@@ -33,9 +41,9 @@ class RabbitPublisher:
 
     def publish(self, events: Sequence[OutgoingEvent]) -> int:
         exceptions = self._pika.exceptions
-        unroutable = 0
         try:
             channel = self._open_channel()
+            self._returned = 0
             for event in events:
                 properties = self._pika.BasicProperties(
                     content_type=CONTENT_TYPE,
@@ -43,22 +51,18 @@ class RabbitPublisher:
                     message_id=event.id,
                     type=event.type,
                 )
-                try:
-                    # With confirms on, this returns once the broker has the message.
-                    channel.basic_publish(
-                        self._config.exchange,
-                        event.type,
-                        event.body,
-                        properties,
-                        mandatory=True,
-                    )
-                except exceptions.UnroutableError:
-                    unroutable += 1  # confirmed, but no queue is bound for this event type
+                channel.basic_publish(
+                    self._config.exchange, event.type, event.body, properties, mandatory=True
+                )
+            channel.tx_commit()
+            # A Basic.Return comes before the CommitOk on the channel; this hands it to the
+            # return callback. Returned means no queue is bound for that event type: counted.
+            self._connection.process_data_events(0)
         except (exceptions.AMQPError, OSError) as error:
             self.close()
             detail = str(error) or repr(error.args) if error.args else type(error).__doc__
             raise PublishError(f"{type(error).__name__}: {detail}") from error
-        return unroutable
+        return self._returned
 
     def keep_alive(self) -> None:
         if not self.connected:
@@ -90,10 +94,14 @@ class RabbitPublisher:
             parameters.ssl_options = pika.SSLOptions(self._ssl_context(), parameters.host)
         self._connection = pika.BlockingConnection(parameters)
         channel = self._connection.channel()
-        channel.confirm_delivery()
         channel.exchange_declare(self._config.exchange, exchange_type="topic", durable=True)
+        channel.add_on_return_callback(self._count_returned)
+        channel.tx_select()
         self._channel = channel
         return channel
+
+    def _count_returned(self, *_returned: Any) -> None:
+        self._returned += 1
 
     def _ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=self._config.ca_file)
