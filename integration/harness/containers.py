@@ -34,6 +34,7 @@ from .orthanc import (
     PLUGINS,
     Entry,
     OrthancClient,
+    check_selection,
     composer_command,
     deep_merge,
 )
@@ -403,13 +404,7 @@ class OrthancContainer:
         name: str = "harness",
         startup_timeout: float = 90.0,
     ) -> None:
-        unknown = [plugin for plugin in plugins if plugin not in PLUGINS]
-        if unknown:
-            raise HarnessError(f"unknown plugin(s) {unknown}: expected some of {sorted(PLUGINS)}")
-        if entry == "standalone" and len(plugins) != 1:
-            raise HarnessError("a standalone entry runs exactly one plugin")
-        if script is not None and plugins:
-            raise HarnessError("give either plugins or a script, not both")
+        check_selection(plugins, entry, script)
         self._provider = provider
         self.workdir = workdir.resolve()
         self.plugins = list(plugins)

@@ -54,6 +54,17 @@ PLUGINS: dict[str, PluginInfo] = {
 }
 
 
+def check_selection(plugins: Sequence[str], entry: Entry, script: Path | None) -> None:
+    """Refuse a plugin selection no Orthanc of the harness can run."""
+    unknown = [plugin for plugin in plugins if plugin not in PLUGINS]
+    if unknown:
+        raise HarnessError(f"unknown plugin(s) {unknown}: expected some of {sorted(PLUGINS)}")
+    if entry == "standalone" and len(plugins) != 1:
+        raise HarnessError("a standalone entry runs exactly one plugin")
+    if script is not None and plugins:
+        raise HarnessError("give either plugins or a script, not both")
+
+
 def site_packages() -> Path:
     """The site-packages of the interpreter running the harness (the dev venv)."""
     return Path(sysconfig.get_paths()["purelib"])
@@ -182,13 +193,7 @@ class OrthancServer:
         name: str = "harness",
         startup_timeout: float = 30.0,
     ) -> None:
-        unknown = [plugin for plugin in plugins if plugin not in PLUGINS]
-        if unknown:
-            raise HarnessError(f"unknown plugin(s) {unknown}: expected some of {sorted(PLUGINS)}")
-        if entry == "standalone" and len(plugins) != 1:
-            raise HarnessError("a standalone entry runs exactly one plugin")
-        if script is not None and plugins:
-            raise HarnessError("give either plugins or a script, not both")
+        check_selection(plugins, entry, script)
         self.workdir = workdir
         self.plugins = list(plugins)
         self.entry = entry
