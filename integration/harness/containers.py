@@ -17,7 +17,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from .orthanc import (
     check_selection,
     composer_command,
     deep_merge,
+    send_with_storescu,
 )
 from .processes import HarnessError, free_port, tail, wait_until
 from .rabbitmq import _CONNECTION_ERRORS, amqp_ready
@@ -562,14 +562,7 @@ class OrthancContainer:
         self, paths: Sequence[Path], calling_aet: str = "HARNESS", timeout: float = 60.0
     ) -> None:
         """C-STORE from this machine (DCMTK's storescu) to the published DICOM port."""
-        storescu = shutil.which("storescu")
-        if storescu is None:
-            raise HarnessError("storescu not found: install dcmtk")
-        argv = [storescu, "-aec", self.aet, "-aet", calling_aet, "127.0.0.1", str(self.dicom_port)]
-        argv += [str(path) for path in paths]
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-        if result.returncode != 0:
-            raise HarnessError(f"storescu failed ({result.returncode}):\n{result.stderr}")
+        send_with_storescu(self.aet, self.dicom_port, paths, calling_aet, timeout)
 
 
 class ContainerProvider:

@@ -65,6 +65,25 @@ def check_selection(plugins: Sequence[str], entry: Entry, script: Path | None) -
         raise HarnessError("give either plugins or a script, not both")
 
 
+def send_with_storescu(
+    called_aet: str, port: int, paths: Sequence[Path], calling_aet: str, timeout: float
+) -> None:
+    """C-STORE files to 127.0.0.1:port in one association with DCMTK's storescu."""
+    storescu = shutil.which("storescu")
+    if storescu is None:
+        raise HarnessError("storescu not found: install dcmtk")
+    argv = [storescu, "-aec", called_aet, "-aet", calling_aet, "127.0.0.1", str(port)]
+    argv += [str(path) for path in paths]
+    env = {**os.environ, **DCMTK_NO_DELAY}
+    result = subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, check=False, env=env
+    )
+    if result.returncode != 0:
+        raise HarnessError(
+            f"storescu failed with status {result.returncode}:\n{result.stdout}{result.stderr}"
+        )
+
+
 def site_packages() -> Path:
     """The site-packages of the interpreter running the harness (the dev venv)."""
     return Path(sysconfig.get_paths()["purelib"])
@@ -385,24 +404,4 @@ class OrthancServer:
         self, paths: Sequence[Path], calling_aet: str = "HARNESS", timeout: float = 60.0
     ) -> None:
         """Send files to Orthanc with DCMTK's storescu (a DICOM C-STORE association)."""
-        storescu = shutil.which("storescu")
-        if storescu is None:
-            raise HarnessError("storescu not found: install dcmtk")
-        argv = [
-            storescu,
-            "-aec",
-            self.aet,
-            "-aet",
-            calling_aet,
-            "127.0.0.1",
-            str(self.dicom_port),
-            *(str(path) for path in paths),
-        ]
-        env = {**os.environ, **DCMTK_NO_DELAY}
-        result = subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout, check=False, env=env
-        )
-        if result.returncode != 0:
-            raise HarnessError(
-                f"storescu failed with status {result.returncode}:\n{result.stdout}{result.stderr}"
-            )
+        send_with_storescu(self.aet, self.dicom_port, paths, calling_aet, timeout)
