@@ -303,3 +303,70 @@ def test_changes_fired_by_hand_only_wake_the_thread(setup: Setup) -> None:
     fake.fire_change(ChangeType.NEW_INSTANCE, ResourceType.INSTANCE, "not-in-the-log")
     time.sleep(0.1)
     assert publisher.events == []
+
+
+def _record_calls(fake: FakeOrthanc, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real_get, real_post = fake.RestApiGet, fake.RestApiPost
+
+    def get(uri: str) -> bytes:
+        calls.append(f"GET {uri}")
+        return real_get(uri)
+
+    def post(uri: str, body: bytes | str) -> bytes:
+        calls.append(f"POST {uri}")
+        return real_post(uri, body)
+
+    monkeypatch.setattr(fake, "RestApiGet", get)
+    monkeypatch.setattr(fake, "RestApiPost", post)
+    return calls
+
+
+def test_a_burst_is_described_in_bulk_not_per_instance(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeOrthanc(base_config(), started=False)
+    calls = _record_calls(fake, monkeypatch)
+    fake, _plugin, publisher = setup(fake=fake, extra={"BatchWindowMs": 200})
+    ids = _store(fake, 40, remote_ip="10.0.0.9")
+    wait_for(lambda: len(publisher.events) == 40, what="40 events")
+    per_instance = [c for c in calls if "/metadata" in c or c.startswith("GET /instances/")]
+    assert per_instance == []
+    assert 1 <= calls.count("POST /tools/bulk-content") <= 2  # the window may split the burst
+    envelopes = _envelopes(publisher)
+    assert [e["subject"] for e in envelopes] == ids
+    assert {e["data"]["remoteIp"] for e in envelopes} == {"10.0.0.9"}
+    assert [e["data"]["instanceCount"] for e in envelopes] == list(range(1, 41))
+
+
+def test_without_bulk_content_each_instance_is_read_alone(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Orthanc before 1.9.4 answers "unknown resource" for /tools/bulk-content."""
+    fake = FakeOrthanc(base_config(), started=False)
+    real_post = fake.RestApiPost
+
+    def post(uri: str, body: bytes | str) -> bytes:
+        if uri == "/tools/bulk-content":
+            raise fake.OrthancException(17, "Unknown resource")
+        return real_post(uri, body)
+
+    monkeypatch.setattr(fake, "RestApiPost", post)
+    fake, _plugin, publisher = setup(fake=fake)
+    ids = _store(fake, 3, remote_ip="10.0.0.8")
+    wait_for(lambda: len(publisher.events) == 3, what="3 events")
+    envelopes = _envelopes(publisher)
+    assert [e["subject"] for e in envelopes] == ids
+    assert [e["data"]["origin"] for e in envelopes] == ["REST_API"] * 3
+    assert [e["data"]["remoteIp"] for e in envelopes] == ["10.0.0.8"] * 3
+
+
+def test_the_batch_window_holds_a_lone_change_at_most_that_long(setup: Setup) -> None:
+    fake, plugin, publisher = setup(extra={"BatchWindowMs": 300})
+    plugin.worker._poll_seconds = 60.0  # no periodic round may come before the wake-up
+    time.sleep(1.2)  # the last 1-second poll is over: the worker now waits for a wake-up
+    started = time.monotonic()
+    _store(fake, 1)
+    wait_for(lambda: len(publisher.events) == 1, what="1 event")
+    elapsed = time.monotonic() - started
+    assert 0.3 <= elapsed < 2.0

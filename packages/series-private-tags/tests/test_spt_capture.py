@@ -195,3 +195,49 @@ def test_a_new_series_needs_no_metadata_read(
     series = series_of(fake, first)
     plugin.on_change(ChangeType.NEW_SERIES, ResourceType.SERIES, series)
     assert plugin.store.get(series).values == {"QueueID": "x"}
+
+
+def test_a_burst_costs_one_lookup_and_one_write_per_series(
+    orthanc_and_plugin: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, plugin = orthanc_and_plugin
+    posts: list[str] = []
+    puts: list[str] = []
+    real_post, real_put = fake.RestApiPost, fake.RestApiPut
+    monkeypatch.setattr(fake, "RestApiPost", lambda u, b: posts.append(u) or real_post(u, b))
+    monkeypatch.setattr(fake, "RestApiPut", lambda u, b: puts.append(u) or real_put(u, b))
+    gets = record_gets(fake, monkeypatch)
+    complete = {0x12: ("LO", "s"), 0x13: ("CS", "Y")}
+    files = [
+        instance("1.9.40", f"1.9.40.{n}", {0x11: ("UT", f"q{n}"), **complete} if n >= 3 else {})
+        for n in range(1, 7)
+    ]
+    ids = ingest(fake, plugin, *files)
+    assert posts == ["/tools/bulk-content"]
+    assert not [uri for uri in gets if uri.startswith("/instances/") and uri.count("/") == 2]
+    # Read until the value is known (the third instance), then no more DICOM reads.
+    assert len([uri for uri in gets if uri.endswith("/file")]) == 3
+    assert len(puts) == 1
+    assert metadata(fake, series_of(fake, ids[0]))["QueueID"] == "q3"
+
+
+def test_without_bulk_content_instances_are_looked_up_one_by_one(
+    orthanc_and_plugin: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Orthanc before 1.9.4 has no /tools/bulk-content: it answers "unknown resource"."""
+    fake, plugin = orthanc_and_plugin
+    real_post = fake.RestApiPost
+
+    def post(uri: str, body: bytes | str) -> bytes:
+        if uri == "/tools/bulk-content":
+            raise fake.OrthancException(17, "Unknown resource")
+        return real_post(uri, body)
+
+    monkeypatch.setattr(fake, "RestApiPost", post)
+    ids = ingest(
+        fake,
+        plugin,
+        instance("1.9.41", "1.9.41.1", {}),
+        instance("1.9.41", "1.9.41.2", {0x11: ("UT", "late")}),
+    )
+    assert metadata(fake, series_of(fake, ids[0])) == {"QueueID": "late"}

@@ -1,5 +1,6 @@
 """The fake answers like the recorded real Orthanc 1.10.1 for the same instance."""
 
+import json
 from typing import Any
 
 import pytest
@@ -98,3 +99,39 @@ def test_change_log_matches_the_real_one(orthanc: FakeOrthanc) -> None:
         without_volatile(c) for c in real["Changes"]
     ]
     assert (changes["Done"], changes["Last"]) == (real["Done"], real["Last"])
+
+
+@pytest.mark.parametrize(
+    ("body", "recording"),
+    [
+        (
+            {"Resources": [INSTANCE_ID, SERIES_ID, "0000"], "Level": "Instance", "Metadata": True},
+            "rich-bulk-content-instance-metadata.json",
+        ),
+        ({"Resources": [SERIES_ID, INSTANCE_ID]}, "rich-bulk-content-any-level.json"),
+    ],
+)
+def test_bulk_content_matches_the_real_one(
+    orthanc: FakeOrthanc, body: dict[str, Any], recording: str
+) -> None:
+    orthanc.store(rich_instance())
+    answer = json.loads(orthanc.RestApiPost("/tools/bulk-content", json.dumps(body)))
+
+    def comparable(item: dict[str, Any]) -> dict[str, Any]:
+        metadata = without_volatile(item["Metadata"])
+        metadata.pop("PixelDataOffset", None)  # not computed by the fake
+        return {**without_volatile(item), "Metadata": metadata}
+
+    assert [comparable(item) for item in answer] == [comparable(i) for i in recorded(recording)]
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [({"Resources": "x"}, 15), ({"Level": "Instance"}, 15), ({"Resources": [], "Level": "No"}, 3)],
+)
+def test_bulk_content_refuses_what_orthanc_refuses(
+    orthanc: FakeOrthanc, body: dict[str, Any], code: int
+) -> None:
+    with pytest.raises(Exception) as raised:
+        orthanc.RestApiPost("/tools/bulk-content", json.dumps(body))
+    assert raised.value.args[0] == code

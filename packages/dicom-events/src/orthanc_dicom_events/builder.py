@@ -71,9 +71,11 @@ class EventBuilder:
             config.events.stored_instance_throttle_ms / 1000, clock
         )
         self._counts = InstanceCounter()
+        # Deleted events need the parents of instances, learnt while they were still stored.
         self._needs_instances = bool(
             self._types & {EventType.INSTANCE_STORED, *DELETED_TYPES.values()}
         )
+        self._page_instances: dict[str, dict[str, Any]] = {}
 
     # -- one page ------------------------------------------------------------------------------
 
@@ -86,13 +88,16 @@ class EventBuilder:
         """
         outputs: list[Output] = []
         pending = sorted(deletions, key=lambda d: d.row)
-        new_instances: dict[str, list[int]] = {}
         # A series created in this page starts from zero: counting it needs no request.
         self._counts.new_series = {c.resource_id for c in changes if c.change_type == ch.NEW_SERIES}
+        self._page_instances = {}
+        if self._needs_instances:
+            stored = [c.resource_id for c in changes if _is_new_instance(c)]
+            self._page_instances = self._reader.describe_instances(stored)
         for change in changes:
             while pending and pending[0].after_seq < change.seq:
                 outputs.extend(self._from_deletion(pending.pop(0)))
-            outputs.extend(self._from_change(change, new_instances))
+            outputs.extend(self._from_change(change))
         for deletion in pending:
             outputs.extend(self._from_deletion(deletion))
         outputs.extend(self._refreshed(self.throttle.due()))
@@ -108,10 +113,10 @@ class EventBuilder:
 
     # -- changes of the log ---------------------------------------------------------------------
 
-    def _from_change(self, change: ch.Change, new_instances: dict[str, list[int]]) -> list[Output]:
+    def _from_change(self, change: ch.Change) -> list[Output]:
         try:
-            if change.change_type == ch.NEW_INSTANCE and change.level == ch.INSTANCE:
-                return self._stored_instance(change, new_instances)
+            if _is_new_instance(change):
+                return self._stored_instance(change)
             event_type = STABLE_TYPES.get(change.change_type or -1)
             if event_type is not None and event_type in self._types:
                 return self._stable(change, event_type)
@@ -121,19 +126,16 @@ class EventBuilder:
             raise
         return []
 
-    def _stored_instance(
-        self, change: ch.Change, new_instances: dict[str, list[int]]
-    ) -> list[Output]:
-        if not self._needs_instances:
-            return []
+    def _stored_instance(self, change: ch.Change) -> list[Output]:
         instance_id = change.resource_id
-        series_id = self._reader.series_of_instance(instance_id)
-        new_instances.setdefault(series_id, []).append(change.seq)
+        metadata = self._page_instances.get(instance_id)
+        if metadata is None:
+            return []  # not needed, or deleted since: its own deleted event follows
+        series_id = self._reader.series_of_instance(instance_id)  # learnt with the metadata
         study_id, patient_id = self._reader.ancestors_of_series(series_id)
         if EventType.INSTANCE_STORED not in self._types:
             return []
         count = self._counts.next(series_id, lambda: self._series_instance_count(series_id))
-        metadata = self._reader.get_json(f"/instances/{instance_id}/metadata?expand")
         origin = ORIGIN_NAMES.get(str(metadata.get("Origin", "")), "UNKNOWN")
         if origin in self._selection.stored_instance_skip_origins:
             return []
@@ -297,6 +299,10 @@ class EventBuilder:
             if error.not_found:
                 return 0
             raise
+
+
+def _is_new_instance(change: ch.Change) -> bool:
+    return change.change_type == ch.NEW_INSTANCE and change.level == ch.INSTANCE
 
 
 class InstanceCounter:

@@ -89,6 +89,7 @@ class DicomEventsConfig:
     replay_from_start: bool = False
     shutdown_flush_seconds: float = 5.0
     state_directory: str = "OrthancStorage"
+    batch_window_ms: int = 50
 
 
 _EVENT_FLAGS = {
@@ -114,6 +115,7 @@ _SECTION_KEYS = {
     "ReplayFromStart",
     "ShutdownFlushSeconds",
     "StateDirectory",
+    "BatchWindowMs",
 }
 _EVENT_KEYS = {
     *_EVENT_FLAGS,
@@ -159,6 +161,7 @@ def parse(orthanc_config: Mapping[str, Any]) -> DicomEventsConfig:
         ),
         shutdown_flush_seconds=_parse_flush_seconds(section.get("ShutdownFlushSeconds", 5)),
         state_directory=_parse_state_directory(section.get("StateDirectory"), orthanc_config),
+        batch_window_ms=_parse_batch_window(section.get("BatchWindowMs", 50)),
     )
 
 
@@ -177,6 +180,14 @@ def _parse_flush_seconds(raw: object) -> float:
             f"{SECTION}.ShutdownFlushSeconds", raw, "expected a number of seconds from 0 to 300"
         )
     return float(raw)
+
+
+def _parse_batch_window(raw: object) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= 1000:
+        raise ConfigurationError(
+            f"{SECTION}.BatchWindowMs", raw, "expected whole milliseconds from 0 to 1000"
+        )
+    return raw
 
 
 def _parse_state_directory(raw: object, orthanc_config: Mapping[str, Any]) -> str:

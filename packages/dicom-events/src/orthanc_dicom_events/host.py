@@ -18,6 +18,10 @@ class Host(Protocol):
         """Orthanc's REST API from inside (raises HostError)."""
         ...
 
+    def rest_post(self, uri: str, body: str) -> bytes:
+        """A POST to Orthanc's REST API from inside (raises HostError)."""
+        ...
+
     def get_global_property(self, index: int) -> str:
         """The stored value, or "" when unset."""
         ...

@@ -41,13 +41,19 @@ class OrthancHost:
         self.closed = False
 
     def rest_get(self, uri: str) -> bytes:
+        return self._call("GET", uri, lambda: self._orthanc.RestApiGet(uri))
+
+    def rest_post(self, uri: str, body: str) -> bytes:
+        return self._call("POST", uri, lambda: self._orthanc.RestApiPost(uri, body))
+
+    def _call(self, method: str, uri: str, call: Callable[[], Any]) -> bytes:
         self._check_open()
         try:
-            answer = self._orthanc.RestApiGet(uri)
+            answer = call()
         except Exception as error:
             code = error.args[0] if error.args else None
             raise HostError(
-                f"GET {uri}: {error}",
+                f"{method} {uri}: {error}",
                 not_found=code == UNKNOWN_RESOURCE or "Unknown resource" in str(error),
             ) from error
         return answer if isinstance(answer, bytes) else str(answer).encode()

@@ -23,6 +23,10 @@ class Host(Protocol):
         """GET uri, built-in routes only; raises NotFound or HostError."""
         ...
 
+    def post(self, uri: str, body: bytes) -> bytes:
+        """POST uri; raises NotFound or HostError."""
+        ...
+
     def put(self, uri: str, body: bytes) -> None:
         """PUT uri; raises NotFound or HostError."""
         ...

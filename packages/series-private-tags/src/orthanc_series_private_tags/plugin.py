@@ -50,6 +50,10 @@ class OrthancHost:
         answer = self._call(self._orthanc.RestApiGet, uri)
         return answer if isinstance(answer, bytes) else str(answer).encode()
 
+    def post(self, uri: str, body: bytes) -> bytes:
+        answer = self._call(self._orthanc.RestApiPost, uri, body)
+        return answer if isinstance(answer, bytes) else str(answer).encode()
+
     def put(self, uri: str, body: bytes) -> None:
         self._call(self._orthanc.RestApiPut, uri, body)
 

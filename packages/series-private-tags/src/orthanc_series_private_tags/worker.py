@@ -28,9 +28,15 @@ from .reconstruct import Reconstruction
 from .store import SeriesTagStore
 
 WARM_UP_CHUNK = 200
+# New instances are handled in batches: one `POST /tools/bulk-content` names the series of up to
+# this many, instead of one `GET /instances/{id}` each (every call competes with stores for the
+# index). Waking up, the worker first lets a burst gather for BATCH_WINDOW_SECONDS.
+CAPTURE_BATCH = 250
+BATCH_WINDOW_SECONDS = 0.1
+BULK_CONTENT = "/tools/bulk-content"
 # Catching up can wait, storing cannot: with a higher nice value the worker gives the CPU to
 # Orthanc's store threads whenever both want it (on Linux, each thread has its own nice value).
-WORKER_NICENESS = 10
+WORKER_NICENESS = 19
 
 
 class Event(Enum):
@@ -67,6 +73,7 @@ class Worker:
         self._thread: threading.Thread | None = None
         self.captured_instances = 0
         self.skipped_instances = 0
+        self._bulk_supported = True
 
     # Producers (Orthanc's threads): cheap, never block on I/O.
 
@@ -117,8 +124,10 @@ class Worker:
         self._safely(self._queue_warm_up)
         while True:
             with self._wakeup:
-                while not self._stopping and not self._has_work():
-                    self._wakeup.wait()
+                if not self._stopping and not self._has_work():
+                    while not self._stopping and not self._has_work():
+                        self._wakeup.wait()
+                    self._wakeup.wait_for(lambda: self._stopping, BATCH_WINDOW_SECONDS)
                 if self._stopping:
                     return
             self.run_pending(max_items=WARM_UP_CHUNK)
@@ -141,10 +150,22 @@ class Worker:
                 if self._stopping and self._thread is not None:
                     break
                 change = self._changes.popleft() if self._changes else None
+                stored: list[str] = []
+                while change is not None and change.event is Event.INSTANCE_STORED:
+                    stored.append(change.resource_id)
+                    next_is_stored = self._changes and (
+                        self._changes[0].event is Event.INSTANCE_STORED
+                    )
+                    if len(stored) >= CAPTURE_BATCH or not next_is_stored:
+                        change = None
+                    else:
+                        change = self._changes.popleft()
                 warm_up = None
-                if change is None and self._to_warm_up:
+                if change is None and not stored and self._to_warm_up:
                     warm_up = self._to_warm_up.popleft()
-            if change is not None:
+            if stored:
+                self._safely(self._capture_all, stored)
+            elif change is not None:
                 self._safely(self._apply, change)
             elif warm_up is not None:
                 self._safely(self._store.get, warm_up)
@@ -165,27 +186,55 @@ class Worker:
 
     def _apply(self, change: _Change) -> None:
         if change.event is Event.INSTANCE_STORED:
-            self._capture(change.resource_id)
+            self._capture_all([change.resource_id])
         elif change.event is Event.SERIES_DELETED:
             self._store.forget(change.resource_id)
         else:
             self._store.metadata_changed(change.resource_id)
 
-    def _capture(self, instance_id: str) -> None:
-        try:
-            instance = json.loads(self._host.get(f"/instances/{quote(instance_id, safe='')}"))
-            series_id = str(instance["ParentSeries"])
-            entry = self._store.get(series_id)
-            if entry.complete:
+    def _capture_all(self, instance_ids: list[str]) -> None:
+        """Read the instances of series still missing a tag, in order; one write per series."""
+        merged: dict[str, SeriesValues] = {}
+        for instance_id, series_id in self._series_of(instance_ids):
+            values = merged.get(series_id)
+            if values is None:
+                values = self._store.get(series_id).values
+            if is_complete(values, self._tags):
                 self.skipped_instances += 1  # every tag known: no DICOM read
-                return
-            found = self._read_instance(instance_id)
+                continue
+            try:
+                found = self._read_instance(instance_id)
+            except NotFound:
+                continue  # deleted before we got to it
+            except DicomReadError as error:
+                self._host.log_warning(f"series-private-tags: instance {instance_id}: {error}")
+                continue
             self.captured_instances += 1
-            merged = merge(entry.values, found, self._tags)
-            if merged != entry.values:
-                self._store.write(series_id, merged)
-        except NotFound:
-            return  # deleted before we got to it
+            merged[series_id] = merge(values, found, self._tags)
+        for series_id, values in merged.items():
+            if values != self._store.get(series_id).values:
+                with contextlib.suppress(NotFound):  # the series is gone: nothing to keep
+                    self._store.write(series_id, values)
+
+    def _series_of(self, instance_ids: list[str]) -> list[tuple[str, str]]:
+        """(instance, its series) for those still stored, in the given order."""
+        if self._bulk_supported:
+            body = {"Resources": instance_ids, "Level": "Instance", "Metadata": False}
+            try:
+                answer = json.loads(self._host.post(BULK_CONTENT, json.dumps(body).encode()))
+            except NotFound:
+                self._bulk_supported = False  # no such route before Orthanc 1.9.4
+            else:
+                parents = {item.get("ID"): item.get("ParentSeries") for item in answer}
+                return [(i, str(parents[i])) for i in instance_ids if parents.get(i)]
+        found: list[tuple[str, str]] = []
+        for instance_id in instance_ids:
+            try:
+                instance = json.loads(self._host.get(f"/instances/{quote(instance_id, safe='')}"))
+            except NotFound:
+                continue
+            found.append((instance_id, str(instance["ParentSeries"])))
+        return found
 
     def _read_instance(self, instance_id: str) -> SeriesValues:
         return self._reader.read(self._host.get(f"/instances/{quote(instance_id, safe='')}/file"))

@@ -131,6 +131,10 @@ class Archive:
             raise orthanc_error(ErrorCode.UNKNOWN_RESOURCE)
         return resource
 
+    def exists(self, level: int, resource_id: str) -> bool:
+        with self._lock:
+            return resource_id in self._resources[level]
+
     def ids(self, level: int) -> list[str]:
         with self._lock:
             return list(self._resources[level])

@@ -241,6 +241,43 @@ class BuiltInRestApi:
     def get_simplified_tags(self, request: Request) -> Answer:
         return as_json(dicom_json.simplify(self.full_tags(request.match.group(1))))
 
+    def bulk_content(self, request: Request) -> Answer:
+        """`POST /tools/bulk-content` (Orthanc >= 1.9.4): many resources in one call.
+
+        As in Orthanc 1.10, unknown IDs (or IDs of another level than `Level`) are skipped, and
+        `Metadata` defaults to true.
+        """
+        try:
+            body = json.loads(request.body or b"{}")
+        except ValueError:
+            raise orthanc_error(ErrorCode.BAD_FILE_FORMAT) from None
+        resources = body.get("Resources") if isinstance(body, dict) else None
+        if not isinstance(resources, list) or not all(isinstance(r, str) for r in resources):
+            raise orthanc_error(ErrorCode.BAD_FILE_FORMAT)
+        level_name = body.get("Level")
+        levels = list(RESOURCE_TYPE_NAMES)
+        if level_name is not None:
+            named = [lv for lv, name in RESOURCE_TYPE_NAMES.items() if name == level_name]
+            if not named:
+                raise orthanc_error(ErrorCode.PARAMETER_OUT_OF_RANGE)
+            levels = named
+        with_metadata = body.get("Metadata", True) is not False
+        names = self.archive.metadata_names
+        answer = []
+        for resource_id in resources:
+            for level in levels:
+                if not self.archive.exists(level, resource_id):
+                    continue  # unknown at this level: skipped, as Orthanc does
+                resource = self.archive.get(level, resource_id)
+                item = self.resource_json(resource)
+                if with_metadata:
+                    item["Metadata"] = dict(
+                        sorted((names.name_of(n), v) for n, v in resource.metadata.items())
+                    )
+                answer.append(dict(sorted(item.items())))
+                break
+        return as_json(answer)
+
     def get_image(self, request: Request) -> Answer:
         dataset = self.archive.instance_file(request.match.group(1)).dataset
         return rendering.render(dataset, request.match.group(2), request.query)
@@ -284,4 +321,5 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     _route("GET", f"/instances/{ID}/simplified-tags", Api.get_simplified_tags),
     _route("GET", f"/instances/{ID}/(preview|rendered)", Api.get_image),
     _route("GET", f"/{LEVELS}/{ID}/(patient|study|series|studies|instances)", Api.get_related),
+    _route("POST", "/tools/bulk-content", Api.bulk_content),
 ]
