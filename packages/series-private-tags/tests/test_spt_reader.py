@@ -100,3 +100,40 @@ def test_sequences_before_and_after_pixel_data_exist() -> None:
     ]
     found = PrivateTagReader(tags).read((SAMPLES / "PrivateTags.dcm").read_bytes())
     assert found == {"Images": EXISTS, "Movie": EXISTS}
+
+
+def _reencoded(data: bytes, transfer_syntax: str, *, part10: bool = True) -> bytes:
+    """The same dataset written with another transfer syntax, or without the Part 10 header."""
+    from io import BytesIO
+
+    from pydicom import dcmread
+
+    dataset = dcmread(BytesIO(data))
+    dataset.file_meta.TransferSyntaxUID = transfer_syntax
+    buffer = BytesIO()
+    if part10:
+        dataset.save_as(buffer, enforce_file_format=True)
+    else:
+        del dataset.file_meta
+        dataset.save_as(buffer, implicit_vr=True, little_endian=True)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("transfer_syntax", "part10"),
+    [
+        ("1.2.840.10008.1.2", True),  # implicit VR little endian: the Dictionary gives the VR
+        ("1.2.840.10008.1.2.1.99", True),  # deflated: read through pydicom's full reader
+        ("1.2.840.10008.1.2", False),  # no preamble nor file meta information
+    ],
+)
+def test_every_encoding_gives_the_same_values(transfer_syntax: str, part10: bool) -> None:
+    data = dicom(
+        PrivateBlock(0x55, OTHER_CREATOR, {0x11: ("UT", "not ours")}, block=0x10),
+        PrivateBlock(0x55, CREATOR, {0x11: ("UT", "é queue"), 0x14: ("US", 513)}, block=0x11),
+    )
+    expected = {"QueueID": "é queue", "Priority": "513"}
+    assert reader(["QueueID", "Priority"]).read(data) == expected
+    encoded = _reencoded(data, transfer_syntax, part10=part10)
+    assert encoded != data
+    assert reader(["QueueID", "Priority"]).read(encoded) == expected

@@ -1,17 +1,22 @@
-"""RabbitMQ: one connection owned by the publisher thread, persistent messages, one commit a batch.
+"""RabbitMQ: one connection owned by the publisher thread, persistent messages, publisher confirms.
 
-A batch is published inside an AMQP transaction: every message goes out without waiting, then one
-`tx.commit` returns once the broker has routed and stored all of them. That is the guarantee
-publisher confirms give, at one round trip per batch instead of one per message (pika's blocking
-channel waits for each confirm in turn, which capped catch-up near 600 events/s). A connection
-lost before the commit discards the whole batch on the broker's side, and the batch is retried.
+The channel is in confirm mode. A batch goes out without waiting between messages; the thread then
+runs the connection's I/O loop until the broker has acknowledged every message (acks for many
+messages at once arrive as one frame), so a page costs about one round trip, not one per message.
+A negative acknowledgement, a closed channel or connection, or no answer in time fails the whole
+batch, which is then retried: delivery is at least once. `mandatory` is set, and a message the
+broker could route to no queue comes back (before its ack): it is counted, not retried.
+
+pika's SelectConnection is used rather than its BlockingConnection, whose channel waits for each
+confirm in turn. Nothing else touches the connection: the publisher thread drives the I/O loop only
+while it publishes, connects, or services heartbeats when idle.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..config import RabbitConfig, mask_url_password
@@ -19,6 +24,7 @@ from ..envelope import CONTENT_TYPE, OutgoingEvent
 from . import PublishError
 
 _CONNECT_TIMEOUT_SECONDS = 3.0
+_CONFIRM_TIMEOUT_SECONDS = 30.0  # a broker that takes longer is treated as gone; batch retried
 _HEARTBEAT_SECONDS = 30
 _PERSISTENT = 2
 
@@ -33,17 +39,23 @@ class RabbitPublisher:
         self._config = config
         self._connection: Any = None
         self._channel: Any = None
+        self._ready = False  # channel open, exchange declared, confirm mode on
+        self._failure: str | None = None
+        self._next_tag = 0
+        self._unconfirmed: set[int] = set()
+        self._nacked = 0
         self._returned = 0  # mandatory messages the broker could route nowhere, this batch
+        self._stop_when: Callable[[], bool] | None = None
 
     @property
     def connected(self) -> bool:
-        return self._connection is not None and bool(self._connection.is_open)
+        return self._ready and self._connection is not None and bool(self._connection.is_open)
 
     def publish(self, events: Sequence[OutgoingEvent]) -> int:
-        exceptions = self._pika.exceptions
+        confirmed = False
         try:
-            channel = self._open_channel()
-            self._returned = 0
+            self._open()
+            self._returned = self._nacked = 0
             for event in events:
                 properties = self._pika.BasicProperties(
                     content_type=CONTENT_TYPE,
@@ -51,37 +63,50 @@ class RabbitPublisher:
                     message_id=event.id,
                     type=event.type,
                 )
-                channel.basic_publish(
+                self._channel.basic_publish(
                     self._config.exchange, event.type, event.body, properties, mandatory=True
                 )
-            channel.tx_commit()
-            # A Basic.Return comes before the CommitOk on the channel; this hands it to the
-            # return callback. Returned means no queue is bound for that event type: counted.
-            self._connection.process_data_events(0)
-        except (exceptions.AMQPError, OSError) as error:
-            self.close()
-            detail = str(error) or repr(error.args) if error.args else type(error).__doc__
-            raise PublishError(f"{type(error).__name__}: {detail}") from error
+                self._next_tag += 1
+                self._unconfirmed.add(self._next_tag)
+            confirmed = self._run_until(
+                lambda: not self._unconfirmed or self._failure is not None,
+                _CONFIRM_TIMEOUT_SECONDS,
+            )
+        except (self._pika.exceptions.AMQPError, OSError) as error:
+            self._fail(_describe(error))
+        if self._failure is not None:
+            self._fail(self._failure)
+        if not confirmed:
+            self._fail(f"no confirmation within {_CONFIRM_TIMEOUT_SECONDS:.0f} s")
+        if self._nacked:
+            self._fail(f"the broker refused {self._nacked} message(s)")  # channel stays usable
         return self._returned
 
     def keep_alive(self) -> None:
-        if not self.connected:
-            return
-        try:
-            self._connection.process_data_events(0)
-        except (self._pika.exceptions.AMQPError, OSError):
-            self.close()
+        if self.connected:
+            self._run_until(lambda: False, 0)  # read and answer heartbeats
+            if self._failure is not None:
+                self.close()
 
     def close(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
+        self._ready = False
+        self._unconfirmed.clear()
         if connection is not None and connection.is_open:
             with contextlib.suppress(Exception):  # already broken: nothing more to do
                 connection.close()
+                self._drive(
+                    connection, lambda: bool(connection.is_closed), _CONNECT_TIMEOUT_SECONDS
+                )
 
-    def _open_channel(self) -> Any:
+    # -- connection set-up, as a chain of callbacks ---------------------------------------------
+
+    def _open(self) -> None:
         if self.connected and self._channel is not None and self._channel.is_open:
-            return self._channel
+            return
         self.close()
+        self._failure = None
+        self._next_tag = 0
         pika = self._pika
         parameters = pika.URLParameters(self._config.url)
         parameters.connection_attempts = 1
@@ -92,16 +117,98 @@ class RabbitPublisher:
         parameters.client_properties = {"connection_name": "orthanc-dicom-events"}
         if self._config.url.startswith("amqps://"):
             parameters.ssl_options = pika.SSLOptions(self._ssl_context(), parameters.host)
-        self._connection = pika.BlockingConnection(parameters)
-        channel = self._connection.channel()
-        channel.exchange_declare(self._config.exchange, exchange_type="topic", durable=True)
-        channel.add_on_return_callback(self._count_returned)
-        channel.tx_select()
-        self._channel = channel
-        return channel
+        self._connection = pika.SelectConnection(
+            parameters,
+            on_open_callback=self._on_connection_open,
+            on_open_error_callback=self._on_connection_error,
+            on_close_callback=self._on_connection_closed,
+        )
+        opened = self._run_until(
+            lambda: self._ready or self._failure is not None, _CONNECT_TIMEOUT_SECONDS * 3
+        )
+        if self._failure is not None:
+            self._fail(self._failure)
+        if not opened:
+            self._fail(f"no connection within {_CONNECT_TIMEOUT_SECONDS * 3:.0f} s")
 
-    def _count_returned(self, *_returned: Any) -> None:
+    def _on_connection_open(self, connection: Any) -> None:
+        connection.channel(on_open_callback=self._on_channel_open)
+
+    def _on_connection_error(self, _connection: Any, error: BaseException) -> None:
+        host = f"{self._connection.params.host}:{self._connection.params.port}"
+        self._failed(f"cannot connect to {host}: {_describe(error)}")
+
+    def _on_connection_closed(self, _connection: Any, reason: BaseException) -> None:
+        self._failed(f"connection closed: {_describe(reason)}")
+
+    def _on_channel_open(self, channel: Any) -> None:
+        self._channel = channel
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.add_on_return_callback(self._on_returned)
+        channel.exchange_declare(
+            self._config.exchange,
+            exchange_type="topic",
+            durable=True,
+            callback=lambda _frame: channel.confirm_delivery(
+                ack_nack_callback=self._on_confirmation, callback=self._on_confirm_mode
+            ),
+        )
+
+    def _on_confirm_mode(self, _frame: Any) -> None:
+        self._ready = True
+        self._check_stop()
+
+    def _on_channel_closed(self, _channel: Any, reason: BaseException) -> None:
+        self._failed(f"channel closed: {_describe(reason)}")
+
+    # -- during a batch -------------------------------------------------------------------------
+
+    def _on_confirmation(self, frame: Any) -> None:
+        method = frame.method
+        tag, multiple = int(method.delivery_tag), bool(method.multiple)
+        done = {t for t in self._unconfirmed if t <= tag} if multiple else {tag}
+        self._unconfirmed -= done
+        if isinstance(method, self._pika.spec.Basic.Nack):
+            self._nacked += len(done)
+        self._check_stop()
+
+    def _on_returned(self, *_returned: Any) -> None:
         self._returned += 1
+
+    # -- driving the I/O loop from the publisher thread -----------------------------------------
+
+    def _failed(self, message: str) -> None:
+        self._failure = self._failure or message
+        self._ready = False
+        self._check_stop()
+
+    def _fail(self, message: str) -> None:
+        self.close()
+        raise PublishError(message)
+
+    def _check_stop(self) -> None:
+        if self._stop_when is not None and self._stop_when() and self._connection is not None:
+            self._connection.ioloop.stop()
+
+    def _run_until(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Run the I/O loop until `done()` or `timeout` seconds; returns `done()`."""
+        connection = self._connection
+        if connection is None:
+            return done()
+        return self._drive(connection, done, timeout)
+
+    def _drive(self, connection: Any, done: Callable[[], bool], timeout: float) -> bool:
+        if done():
+            return True
+        loop = connection.ioloop
+        self._stop_when = done
+        deadline = loop.call_later(timeout, loop.stop)
+        try:
+            loop.start()
+        finally:
+            self._stop_when = None
+            loop.remove_timeout(deadline)
+        return done()
 
     def _ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=self._config.ca_file)
@@ -111,3 +218,16 @@ class RabbitPublisher:
 
     def __repr__(self) -> str:
         return f"RabbitPublisher({mask_url_password(self._config.url)})"
+
+
+def _describe(error: BaseException) -> str:
+    """pika's errors often have an empty message: their causes and arguments say what happened."""
+    causes = getattr(error, "exceptions", None)  # a failed connection workflow lists its attempts
+    if causes:
+        return _describe(causes[-1])
+    cause = getattr(error, "exception", None)  # an error wrapped by a bring-up phase
+    if isinstance(cause, BaseException):
+        return f"{type(error).__name__}: {_describe(cause)}"
+    parts = [_describe(a) if isinstance(a, BaseException) else repr(a) for a in error.args]
+    detail = str(error) or ", ".join(parts)
+    return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
