@@ -155,3 +155,30 @@ def test_worker_stops_on_orthanc_stopped(orthanc: FakeOrthanc) -> None:
     assert created.worker._thread is not None
     orthanc.stop()
     assert created.worker._thread is None
+
+
+def test_ingesting_a_series_wakes_the_worker_once_not_per_instance(
+    orthanc: FakeOrthanc, plugin: SeriesThumbnailPlugin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    submitted: list[str] = []
+    real = plugin.worker.series_changed
+
+    def series_changed(series_id: str) -> None:
+        submitted.append(series_id)
+        real(series_id)
+
+    monkeypatch.setattr(plugin.worker, "series_changed", series_changed)
+    study, series = generate_uid(), generate_uid()
+    series_id = orthanc.store(ct(study, series, 0, 10)).series_id
+    orthanc.deliver_pending_changes()
+    assert plugin.worker.wait_idle(5)
+    for k in range(1, 6):
+        orthanc.store(ct(study, series, k, 10 * k))
+        orthanc.deliver_pending_changes()
+        assert plugin.worker.wait_idle(5)
+    assert submitted == [series_id]
+    # Once a thumbnail was chosen, the next instance resets it again.
+    assert orthanc.call_route("GET", f"/series/{series_id}/thumbnail").status == 200
+    orthanc.store(ct(study, series, 6, 60))
+    orthanc.deliver_pending_changes()
+    assert submitted == [series_id, series_id]

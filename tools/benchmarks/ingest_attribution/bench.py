@@ -28,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dicom_events.bench import (
     ALL_EVENTS,
+    EMPTY_ENTRY,
+    EMPTY_ENTRY_ROUTE,
     OTHER_PLUGINS_CONFIG,
     PLUGINS,
     instances,
@@ -38,18 +40,6 @@ from dicom_events.bench import (
 from integration.harness.interfaces import Orthanc, RabbitMQ
 from integration.harness.providers import select_provider
 
-EMPTY_ENTRY = """
-import orthanc
-
-def _on_change(change_type, level, resource_id):
-    pass
-
-def _ready(output, uri, **request):
-    output.AnswerBuffer("{}", "application/json")
-
-orthanc.RegisterOnChangeCallback(_on_change)
-orthanc.RegisterRestCallback("/empty-entry/status", _ready)
-"""
 IDLE_CPU_SHARE = 0.03  # below this share of one core for 0.5 s, Orthanc counts as settled
 
 
@@ -59,7 +49,7 @@ def variants(broker: RabbitMQ, workdir: Path) -> dict[str, Callable[[Any, Path],
     events = rabbit_section(broker, "bench-attribution", ALL_EVENTS)
     return {
         "none": lambda p, d: p.orthanc(d),
-        "empty": lambda p, d: p.orthanc(d, script=script, ready_routes=["/empty-entry/status"]),
+        "empty": lambda p, d: p.orthanc(d, script=script, ready_routes=[EMPTY_ENTRY_ROUTE]),
         "dicom-events": lambda p, d: p.orthanc(
             d, plugins=["dicom-events"], config={"DicomEvents": events}
         ),

@@ -95,7 +95,9 @@ class SeriesThumbnailPlugin:
         elif level == self._series_level:
             if change_type == self._stable:
                 self.worker.series_stable(resource_id)
-            elif change_type in (self._new_child, self._deleted):
+            elif change_type == self._deleted or (
+                change_type == self._new_child and self.service.selector.needs_reset(resource_id)
+            ):
                 self.worker.series_changed(resource_id)
         elif level == self._instance_level:
             if change_type == self._deleted:

@@ -101,6 +101,15 @@ class ThumbnailSelector:
             self._remember(state.series_id, _Memo(fingerprint, choice, persisted))
         return choice
 
+    def needs_reset(self, series_id: str) -> bool:
+        """False when a change of the series would find nothing to forget or clear.
+
+        Ingesting a series signals one change per instance: all but the first are no-ops, and
+        skipping them here spares the worker a wake-up per stored instance.
+        """
+        with self._lock:
+            return series_id in self._memo or series_id not in self._cleared
+
     def forget(self, series_id: str, clear_metadata: bool) -> None:
         """Drop what is known about a series (it changed or was deleted)."""
         with self._lock:
