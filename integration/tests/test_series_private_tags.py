@@ -214,6 +214,7 @@ def test_a_tag_only_in_the_third_instance_is_captured(orthanc: Orthanc) -> None:
         synthetic(series_uid, {0x11: ("UT", "not the second")}),
         synthetic(series_uid, {0x11: ("UT", "nor the third"), 0x12: ("LO", "third only")}),
     ]
+    reads_before = orthanc.client.get_json("/series-private-tags/status")["DirectFileReads"]
     series_ids = {orthanc.upload_file(data)["ParentSeries"] for data in files}
     assert len(series_ids) == 1
     series = series_ids.pop()
@@ -221,6 +222,9 @@ def test_a_tag_only_in_the_third_instance_is_captured(orthanc: Orthanc) -> None:
         "QueueID": "from the first",
         "SourceSeriesUID": "third only",
     }
+    # Orthanc's built-in storage: the files were read from its folder, not through its REST API.
+    status = orthanc.client.get_json("/series-private-tags/status")
+    assert status["DirectFileReads"] >= reads_before + 3
 
 
 def test_listings_are_orthancs_own_objects_with_private_tags(orthanc: Orthanc) -> None:

@@ -115,7 +115,25 @@ def test_stored_and_stable_events_follow_the_change_log(setup: Setup) -> None:
     sequences = [e["orthancsequence"] for e in envelopes]
     assert sequences == sorted(sequences)
     assert len({e["id"] for e in envelopes}) == 6
-    assert fake.GetGlobalProperty(CURSOR_PROPERTY, "") == str(sequences[-1])
+    # Saved at most once a second, so a poll round later at the latest.
+    wait_for(
+        lambda: fake.GetGlobalProperty(CURSOR_PROPERTY, "") == str(sequences[-1]),
+        what="the cursor saved",
+    )
+
+
+def test_the_cursor_is_saved_at_shutdown_without_waiting(setup: Setup) -> None:
+    fake, plugin, publisher = setup(StoredInstance=True)
+    time.sleep(1.2)  # past the start-up save
+    _store(fake, 2, series="1.2.3.5")
+    wait_for(lambda: len(publisher.events) == 2, what="2 events")
+    first = _envelopes(publisher)[-1]["orthancsequence"]
+    wait_for(lambda: fake.GetGlobalProperty(CURSOR_PROPERTY, "") == str(first), what="saved")
+    _store(fake, 2, series="1.2.3.6")  # within a second of that save: not saved yet
+    wait_for(lambda: len(publisher.events) == 4, what="4 events")
+    last = _envelopes(publisher)[-1]["orthancsequence"]
+    plugin.stop()
+    assert fake.GetGlobalProperty(CURSOR_PROPERTY, "") == str(last)
 
 
 def test_duplicate_upload_is_not_an_event(setup: Setup) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from spt_testing import CREATOR, OTHER_CREATOR, PluginFactory, body, configuration, instance
@@ -241,3 +242,22 @@ def test_without_bulk_content_instances_are_looked_up_one_by_one(
         instance("1.9.41", "1.9.41.2", {0x11: ("UT", "late")}),
     )
     assert metadata(fake, series_of(fake, ids[0])) == {"QueueID": "late"}
+
+
+def test_files_are_read_from_the_storage_folder_when_it_is_the_built_in_one(
+    plugin_factory: PluginFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, plugin = plugin_factory(configuration(StorageDirectory=str(tmp_path)))
+    plugin.worker.open_storage()
+    gets = record_gets(fake, monkeypatch)
+    data = instance("1.9.50", "1.9.50.1", {0x11: ("UT", "from disk")})
+    stored = fake.store(data)
+    uuid = json.loads(fake.RestApiGet(f"/instances/{stored.instance_id}"))["FileUuid"]
+    folder = tmp_path / uuid[0:2] / uuid[2:4]
+    folder.mkdir(parents=True)
+    (folder / uuid).write_bytes(data)
+    fake.deliver_pending_changes()
+    plugin.worker.run_pending()
+    assert not [uri for uri in gets if uri.endswith("/file")]
+    assert plugin.status()["DirectFileReads"] == 1
+    assert metadata(fake, stored.series_id) == {"QueueID": "from disk"}

@@ -36,6 +36,10 @@ CURSOR_PROPERTY = 5761
 
 PAGE_SIZE = 1000  # one commit to the broker per page: larger pages, fewer round trips
 POLL_SECONDS = 1.0
+# The cursor is an Orthanc write transaction, which queues behind the stores for the index: it is
+# saved at most this often (and at shutdown). A crash then re-publishes at most this much, with
+# the same event ids: delivery is at least once either way.
+CURSOR_SAVE_SECONDS = 1.0
 BACKOFF_FIRST_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 10.0  # the longest a returning broker waits for us
 
@@ -97,6 +101,8 @@ class EventWorker:
         self._backoff = Backoff()
         self.identity = ""
         self._cursor = 0
+        self._saved_cursor = 0
+        self._saved_at = float("-inf")
         self._read_pos = 0
 
     # -- called from Orthanc's threads: no I/O here ---------------------------------------------
@@ -225,8 +231,9 @@ class EventWorker:
         else:
             cursor = 0 if self._config.replay_from_start else end
             self._host.log_info(f"dicom-events: first start, publishing changes after {cursor}")
-        self._cursor = self._read_pos = cursor
+        self._cursor = self._read_pos = self._saved_cursor = cursor
         self._host.set_global_property(CURSOR_PROPERTY, str(cursor))
+        self._saved_at = self._clock()
         self._status.update(last_published_seq=cursor, log_end_seq=end)
 
     def _log_end(self) -> int:
@@ -264,9 +271,8 @@ class EventWorker:
         self._read_pos = batch.read_pos
         waiting = builder.earliest_waiting_seq()
         cursor = batch.read_pos if waiting is None else min(batch.read_pos, waiting - 1)
-        if cursor != self._cursor:
-            self._host.set_global_property(CURSOR_PROPERTY, str(cursor))
-            self._cursor = cursor
+        self._cursor = cursor
+        self._save_cursor(force=self._stopping.is_set())
         if spool is not None and batch.deletions:
             spool.done(batch.deletions)
         self._status.update(
@@ -274,6 +280,14 @@ class EventWorker:
             spooled_deletions=spool.count() if spool is not None else 0,
             throttled_waiting=len(builder.throttle.waiting()),
         )
+
+    def _save_cursor(self, force: bool) -> None:
+        if self._cursor == self._saved_cursor:
+            return
+        now = self._clock()
+        if force or now - self._saved_at >= CURSOR_SAVE_SECONDS:
+            self._host.set_global_property(CURSOR_PROPERTY, str(self._cursor))
+            self._saved_cursor, self._saved_at = self._cursor, now
 
     def _rewind(self, builder: EventBuilder) -> None:
         self._read_pos = self._cursor

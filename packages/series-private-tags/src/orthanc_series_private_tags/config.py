@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 TAGS_KEY = "SeriesMainPrivateDicomTags"
@@ -48,6 +48,8 @@ class SeriesPrivateTagsConfig:
     tags: tuple[PrivateTag, ...]
     metadata_name: str
     metadata_index: int
+    # Orthanc's own storage settings, to read stored files directly (see storage.py).
+    storage: Mapping[str, Any] = field(default_factory=dict)
 
 
 def parse(orthanc_config: Mapping[str, Any]) -> SeriesPrivateTagsConfig:
@@ -76,7 +78,12 @@ def parse(orthanc_config: Mapping[str, Any]) -> SeriesPrivateTagsConfig:
             )
         tags.append(PrivateTag(name, group, element, vr, creator, existence_only))
     index = _metadata_index(orthanc_config.get("UserMetadata"))
-    return SeriesPrivateTagsConfig(tuple(tags), METADATA_NAME, index)
+    storage = {
+        key: orthanc_config[key]
+        for key in ("StorageDirectory", "StorageCompression")
+        if key in orthanc_config
+    }
+    return SeriesPrivateTagsConfig(tuple(tags), METADATA_NAME, index, storage)
 
 
 def _dictionary_by_name(raw: object) -> dict[str, tuple[int, int, str, str | None]]:

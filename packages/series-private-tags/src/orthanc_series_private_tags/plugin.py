@@ -79,7 +79,7 @@ class SeriesPrivateTagsPlugin:
         host = OrthancHost(orthanc)
         self.store = SeriesTagStore(host, config.metadata_name, config.tags)
         self.reconstruction = Reconstruction()
-        self.worker = Worker(host, self.store, config.tags, self.reconstruction)
+        self.worker = Worker(host, self.store, config.tags, self.reconstruction, config.storage)
         self.routes = Routes(host, self.store, self.reconstruction, self.worker.wake)
         change, level = orthanc.ChangeType, orthanc.ResourceType
         self._started, self._stopped = change.ORTHANC_STARTED, change.ORTHANC_STOPPED
@@ -114,6 +114,7 @@ class SeriesPrivateTagsPlugin:
             "MirroredSeries": self.store.mirrored(),
             "InstancesRead": self.worker.captured_instances,
             "InstancesSkipped": self.worker.skipped_instances,
+            "DirectFileReads": self.worker.files.hits if self.worker.files else 0,
             "Reconstruction": self.reconstruction.progress(),
         }
 

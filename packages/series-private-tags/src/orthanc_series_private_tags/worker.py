@@ -14,10 +14,10 @@ import json
 import os
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from .config import PrivateTag
@@ -25,6 +25,7 @@ from .host import Host, HostError, NotFound
 from .merge import SeriesValues, is_complete, merge
 from .reader import DicomReadError, PrivateTagReader
 from .reconstruct import Reconstruction
+from .storage import StorageFiles
 from .store import SeriesTagStore
 
 WARM_UP_CHUNK = 200
@@ -45,6 +46,13 @@ class Event(Enum):
     SERIES_METADATA_CHANGED = "series-metadata-changed"
 
 
+class _NewInstance(NamedTuple):
+    instance_id: str
+    series_id: str
+    file_uuid: str | None = None  # where Orthanc's storage keeps it, when known
+    file_size: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class _Change:
     event: Event
@@ -60,8 +68,11 @@ class Worker:
         store: SeriesTagStore,
         tags: Sequence[PrivateTag],
         reconstruction: Reconstruction,
+        storage_settings: Mapping[str, Any] | None = None,
     ) -> None:
         self._host = host
+        self._storage_settings = dict(storage_settings or {})
+        self.files: StorageFiles | None = None
         self._store = store
         self._tags = tuple(tags)
         self._reader = PrivateTagReader(self._tags)
@@ -121,6 +132,7 @@ class Worker:
 
     def _run(self) -> None:
         _lower_own_priority(WORKER_NICENESS)
+        self._safely(self.open_storage)
         self._safely(self._queue_warm_up)
         while True:
             with self._wakeup:
@@ -134,6 +146,11 @@ class Worker:
 
     def _has_work(self) -> bool:
         return bool(self._changes or self._to_warm_up) or self.reconstruction.is_running()
+
+    def open_storage(self) -> None:
+        """Decide whether stored files can be read directly (see storage.py)."""
+        system = json.loads(self._host.get("/system"))
+        self.files = StorageFiles.from_configuration(self._storage_settings, system)
 
     def _queue_warm_up(self) -> None:
         series_ids = json.loads(self._host.get("/series"))
@@ -195,7 +212,8 @@ class Worker:
     def _capture_all(self, instance_ids: list[str]) -> None:
         """Read the instances of series still missing a tag, in order; one write per series."""
         merged: dict[str, SeriesValues] = {}
-        for instance_id, series_id in self._series_of(instance_ids):
+        for instance in self._series_of(instance_ids):
+            series_id = instance.series_id
             values = merged.get(series_id)
             if values is None:
                 values = self._store.get(series_id).values
@@ -203,11 +221,12 @@ class Worker:
                 self.skipped_instances += 1  # every tag known: no DICOM read
                 continue
             try:
-                found = self._read_instance(instance_id)
+                found = self._read_instance(instance.instance_id, instance)
             except NotFound:
                 continue  # deleted before we got to it
             except DicomReadError as error:
-                self._host.log_warning(f"series-private-tags: instance {instance_id}: {error}")
+                message = f"series-private-tags: instance {instance.instance_id}: {error}"
+                self._host.log_warning(message)
                 continue
             self.captured_instances += 1
             merged[series_id] = merge(values, found, self._tags)
@@ -216,8 +235,8 @@ class Worker:
                 with contextlib.suppress(NotFound):  # the series is gone: nothing to keep
                     self._store.write(series_id, values)
 
-    def _series_of(self, instance_ids: list[str]) -> list[tuple[str, str]]:
-        """(instance, its series) for those still stored, in the given order."""
+    def _series_of(self, instance_ids: list[str]) -> list[_NewInstance]:
+        """The instances still stored, with their series (and file), in the given order."""
         if self._bulk_supported:
             body = {"Resources": instance_ids, "Level": "Instance", "Metadata": False}
             try:
@@ -225,18 +244,31 @@ class Worker:
             except NotFound:
                 self._bulk_supported = False  # no such route before Orthanc 1.9.4
             else:
-                parents = {item.get("ID"): item.get("ParentSeries") for item in answer}
-                return [(i, str(parents[i])) for i in instance_ids if parents.get(i)]
-        found: list[tuple[str, str]] = []
+                described = {item.get("ID"): item for item in answer}
+                return [
+                    _NewInstance(
+                        i,
+                        str(described[i]["ParentSeries"]),
+                        described[i].get("FileUuid"),
+                        described[i].get("FileSize"),
+                    )
+                    for i in instance_ids
+                    if described.get(i, {}).get("ParentSeries")
+                ]
+        found: list[_NewInstance] = []
         for instance_id in instance_ids:
             try:
                 instance = json.loads(self._host.get(f"/instances/{quote(instance_id, safe='')}"))
             except NotFound:
                 continue
-            found.append((instance_id, str(instance["ParentSeries"])))
+            found.append(_NewInstance(instance_id, str(instance["ParentSeries"])))
         return found
 
-    def _read_instance(self, instance_id: str) -> SeriesValues:
+    def _read_instance(self, instance_id: str, known: _NewInstance | None = None) -> SeriesValues:
+        if known is not None and self.files is not None:
+            data = self.files.read(known.file_uuid, known.file_size)
+            if data is not None:
+                return self._reader.read(data)
         return self._reader.read(self._host.get(f"/instances/{quote(instance_id, safe='')}/file"))
 
     def _reconstruct(self, series_id: str) -> str | None:
