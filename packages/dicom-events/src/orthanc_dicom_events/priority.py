@@ -9,7 +9,7 @@ import threading
 # Publishing can wait a little, storing cannot: with a higher nice value the publisher gives the
 # CPU to Orthanc's store threads whenever both want it. It still runs at once on an idle machine,
 # so latency at a steady rate is unchanged. On Linux each thread has its own nice value.
-PUBLISHER_NICENESS = 19
+PUBLISHER_NICENESS = 10
 
 
 def lower_own_priority(niceness: int = PUBLISHER_NICENESS) -> None:

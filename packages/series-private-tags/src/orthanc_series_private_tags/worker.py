@@ -37,7 +37,7 @@ BATCH_WINDOW_SECONDS = 0.1
 BULK_CONTENT = "/tools/bulk-content"
 # Catching up can wait, storing cannot: with a higher nice value the worker gives the CPU to
 # Orthanc's store threads whenever both want it (on Linux, each thread has its own nice value).
-WORKER_NICENESS = 19
+WORKER_NICENESS = 10
 
 
 class Event(Enum):

@@ -10,7 +10,7 @@ import threading
 # worker gives the CPU to Orthanc's store threads whenever both want it. It still runs at once on
 # an idle machine, so a quiet Orthanc sees no difference. On Linux each thread has its own nice
 # value.
-WORKER_NICENESS = 19
+WORKER_NICENESS = 10
 
 
 def lower_own_priority(niceness: int = WORKER_NICENESS) -> None:
