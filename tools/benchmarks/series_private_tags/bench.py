@@ -7,7 +7,9 @@ instance carrying three configured private tags. Three comparisons:
            plugin and to one running the plugin alone (its standalone entry), in --chunks rounds
            that alternate between the two (the machine's drift is larger than the effect).
            Target: the plugin's rate >= 0.95 x the baseline's. The time the plugin needs after
-           each of its chunks to finish its reads (its backlog) is reported too.
+           each of its chunks to finish its reads (its backlog) is reported too, and so is a
+           third Orthanc in the same rotation whose Python plugin only registers an empty
+           change callback (the floor of any Python plugin that follows changes).
 - listing: GET /with-private-tags/series against GET /series?expand on the plugin's Orthanc,
            requests alternating. Target: median ratio <= 1.3.
 - page:    one page of 100 (since=middle, limit=100) against Orthanc's page. Target: <= 1.3.
@@ -36,6 +38,9 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "tools" / "benchmarks"))
+
+from dicom_events.bench import EMPTY_ENTRY, EMPTY_ENTRY_ROUTE  # noqa: E402
 
 from integration.harness.orthanc import OrthancServer  # noqa: E402
 from integration.harness.processes import wait_until  # noqa: E402
@@ -190,6 +195,15 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
     }
     with tempfile.TemporaryDirectory(prefix="spt-bench-") as workdir:
         baseline = OrthancServer(Path(workdir) / "baseline", config=COMMON_CONFIG, name="baseline")
+        empty_entry = Path(workdir) / "empty-entry.py"
+        empty_entry.write_text(EMPTY_ENTRY)
+        floor = OrthancServer(
+            Path(workdir) / "floor",
+            config=COMMON_CONFIG,
+            script=empty_entry,
+            ready_routes=[EMPTY_ENTRY_ROUTE],
+            name="floor",
+        )
         server = OrthancServer(
             Path(workdir) / "plugin",
             plugins=["series-private-tags"],
@@ -199,9 +213,11 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         )
         try:
             baseline.start()
+            floor.start()
             server.start()
-            results["ingest"] = compare_ingest(baseline, server, files, arguments)
+            results["ingest"] = compare_ingest(baseline, floor, server, files, arguments)
             baseline.stop()
+            floor.stop()
             results["captured"] = count_captured(server.url)
             print("listing ...", flush=True)
             results["listing"] = alternate(
@@ -218,51 +234,62 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
             results["plugin_status"] = server.client.get_json("/series-private-tags/status")
         finally:
             baseline.stop()
+            floor.stop()
             server.stop()
     return results
 
 
 def compare_ingest(
     baseline: OrthancServer,
+    floor: OrthancServer,
     server: OrthancServer,
     files: Sequence[Path],
     arguments: argparse.Namespace,
 ) -> dict[str, Any]:
-    """Upload the data chunk by chunk to both Orthancs in turn, so that drift hits both alike.
+    """Upload the data chunk by chunk to the Orthancs in turn, so that drift hits all alike.
 
-    Which one goes first alternates; the plugin's backlog is drained (and timed) after each of
-    its chunks, outside the upload timings, so it never slows the baseline's next chunk.
+    The order rotates; the plugin's backlog is drained (and timed) after each of its chunks,
+    outside the upload timings, so it never slows another side's next chunk. `floor` runs the
+    Python plugin with an empty change callback: what any Python plugin following changes costs.
     """
     size = -(-len(files) // arguments.chunks)
     chunks = [files[start : start + size] for start in range(0, len(files), size)]
-    seconds = {"baseline": 0.0, "plugin": 0.0}
+    seconds = {"baseline": 0.0, "floor": 0.0, "plugin": 0.0}
     ratios: list[float] = []
+    floor_ratios: list[float] = []
     backlog = 0.0
+    sides = [("baseline", baseline), ("floor", floor), ("plugin", server)]
     for number, chunk in enumerate(chunks):
-        sides = [("baseline", baseline), ("plugin", server)]
         rates: dict[str, float] = {}
-        for side, target in sides if number % 2 == 0 else reversed(sides):
+        shift = number % len(sides)
+        for side, target in sides[shift:] + sides[:shift]:
             rates[side] = ingest(target.url, chunk, arguments.threads)
             seconds[side] += len(chunk) / rates[side]
             if side == "plugin":
                 backlog += wait_for_backlog(server, len(files[: size * number + len(chunk)]), 600)
         ratios.append(rates["plugin"] / rates["baseline"])
+        floor_ratios.append(rates["floor"] / rates["baseline"])
         print(
-            f"  chunk {number + 1}/{len(chunks)}: {rates['baseline']:.0f} vs "
-            f"{rates['plugin']:.0f} inst/s",
+            f"  chunk {number + 1}/{len(chunks)}: {rates['baseline']:.0f} (no Python plugin),"
+            f" {rates['floor']:.0f} (empty callback), {rates['plugin']:.0f} (plugin) inst/s",
             flush=True,
         )
     baseline_rate, plugin_rate = len(files) / seconds["baseline"], len(files) / seconds["plugin"]
+    floor_rate = len(files) / seconds["floor"]
     with_backlog = len(files) / (seconds["plugin"] + backlog)
     return {
         "baseline_instances_per_s": baseline_rate,
+        "floor_instances_per_s": floor_rate,
         "plugin_instances_per_s": plugin_rate,
         "ratio": plugin_rate / baseline_rate,
+        "floor_ratio": floor_rate / baseline_rate,
         # Counting the plugin's catch-up time as ingest time too: the stricter view.
         "plugin_instances_per_s_including_backlog": with_backlog,
         "ratio_including_backlog": with_backlog / baseline_rate,
         "chunk_ratios": ratios,
         "chunk_ratio_median": statistics.median(ratios),
+        "chunk_floor_ratios": floor_ratios,
+        "chunk_floor_ratio_median": statistics.median(floor_ratios),
         "plugin_backlog_after_upload_s": backlog,
     }
 
@@ -329,6 +356,14 @@ def markdown(results: dict[str, Any]) -> str:
         f" {ingest_figures['ratio_including_backlog']:.2f}. Series listed with all three tags:"
         f" {captured['with_all_three_tags']} of {captured['series']}."
     )
+    if "floor_ratio" in ingest_figures:
+        lines.append("")
+        lines.append(
+            "Floor: an Orthanc whose Python plugin only registers an empty change callback,"
+            f" in the same rounds: {ingest_figures['floor_instances_per_s']:.0f} inst/s, ratio"
+            f" {ingest_figures['floor_ratio']:.2f} (median of the per-round ratios"
+            f" {ingest_figures['chunk_floor_ratio_median']:.2f})."
+        )
     return "\n".join(lines) + "\n"
 
 
