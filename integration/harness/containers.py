@@ -33,10 +33,10 @@ from .orthanc import (
     PLUGINS,
     Entry,
     OrthancClient,
+    OrthancOperations,
     check_selection,
     composer_command,
     deep_merge,
-    send_with_storescu,
 )
 from .processes import HarnessError, free_port, tail, wait_until
 from .rabbitmq import _CONNECTION_ERRORS, amqp_ready
@@ -386,7 +386,7 @@ class _LocalStackService(_ContainerService):
         self._start_container()
 
 
-class OrthancContainer:
+class OrthancContainer(OrthancOperations):
     """An Orthanc of the harness's image, configured like `orthanc.OrthancServer` (same
     arguments), reachable on loopback ports, its workdir mounted at the same path."""
 
@@ -546,23 +546,6 @@ class OrthancContainer:
 
     def log_text(self) -> str:
         return _container_logs(self._container)
-
-    def log_tail(self, lines: int = 200) -> str:
-        return tail(self.log_text(), lines)
-
-    # -- DICOM ---------------------------------------------------------------------------------
-
-    def upload_file(self, dicom: Path | bytes) -> dict[str, Any]:
-        return self.client.upload_file(dicom)
-
-    def wait_stable(self, level: str, resource_id: str, timeout: float = 15.0) -> dict[str, Any]:
-        return self.client.wait_stable(level, resource_id, timeout)
-
-    def cstore(
-        self, paths: Sequence[Path], calling_aet: str = "HARNESS", timeout: float = 60.0
-    ) -> None:
-        """C-STORE from this machine (DCMTK's storescu) to the published DICOM port."""
-        send_with_storescu(self.aet, self.dicom_port, paths, calling_aet, timeout)
 
 
 class ContainerProvider:

@@ -190,7 +190,34 @@ class OrthancClient:
         )
 
 
-class OrthancServer:
+class OrthancOperations:
+    """What every harness Orthanc offers on top of its client, whoever runs it (process or
+    container): subclasses set `client`, `aet` and `dicom_port` and implement `log_text`."""
+
+    client: OrthancClient
+    aet: str
+    dicom_port: int
+
+    def log_text(self) -> str:
+        raise NotImplementedError
+
+    def log_tail(self, lines: int = 200) -> str:
+        return tail(self.log_text(), lines)
+
+    def upload_file(self, dicom: Path | bytes) -> dict[str, Any]:
+        return self.client.upload_file(dicom)
+
+    def wait_stable(self, level: str, resource_id: str, timeout: float = 15.0) -> dict[str, Any]:
+        return self.client.wait_stable(level, resource_id, timeout)
+
+    def cstore(
+        self, paths: Sequence[Path], calling_aet: str = "HARNESS", timeout: float = 60.0
+    ) -> None:
+        """Send files to Orthanc with DCMTK's storescu (a DICOM C-STORE association)."""
+        send_with_storescu(self.aet, self.dicom_port, paths, calling_aet, timeout)
+
+
+class OrthancServer(OrthancOperations):
     """One Orthanc process with the Python plugin running a chosen entry script.
 
     `plugins` selects this repository's plugins; `entry` says whether they run from an entry
@@ -388,20 +415,3 @@ class OrthancServer:
 
     def log_text(self) -> str:
         return self._process.log_text() if self._process is not None else ""
-
-    def log_tail(self, lines: int = 200) -> str:
-        return tail(self.log_text(), lines)
-
-    # -- DICOM ---------------------------------------------------------------------------------
-
-    def upload_file(self, dicom: Path | bytes) -> dict[str, Any]:
-        return self.client.upload_file(dicom)
-
-    def wait_stable(self, level: str, resource_id: str, timeout: float = 15.0) -> dict[str, Any]:
-        return self.client.wait_stable(level, resource_id, timeout)
-
-    def cstore(
-        self, paths: Sequence[Path], calling_aet: str = "HARNESS", timeout: float = 60.0
-    ) -> None:
-        """Send files to Orthanc with DCMTK's storescu (a DICOM C-STORE association)."""
-        send_with_storescu(self.aet, self.dicom_port, paths, calling_aet, timeout)

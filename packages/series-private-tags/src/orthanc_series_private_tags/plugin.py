@@ -47,12 +47,10 @@ class OrthancHost:
             raise HostError(str(failure)) from failure
 
     def get(self, uri: str) -> bytes:
-        answer = self._call(self._orthanc.RestApiGet, uri)
-        return answer if isinstance(answer, bytes) else str(answer).encode()
+        return _as_bytes(self._call(self._orthanc.RestApiGet, uri))
 
     def post(self, uri: str, body: bytes) -> bytes:
-        answer = self._call(self._orthanc.RestApiPost, uri, body)
-        return answer if isinstance(answer, bytes) else str(answer).encode()
+        return _as_bytes(self._call(self._orthanc.RestApiPost, uri, body))
 
     def put(self, uri: str, body: bytes) -> None:
         self._call(self._orthanc.RestApiPut, uri, body)

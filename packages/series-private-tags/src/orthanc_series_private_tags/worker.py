@@ -136,9 +136,8 @@ class Worker:
         self._safely(self._queue_warm_up)
         while True:
             with self._wakeup:
-                if not self._stopping and not self._has_work():
-                    while not self._stopping and not self._has_work():
-                        self._wakeup.wait()
+                if not self._has_work():
+                    self._wakeup.wait_for(lambda: self._stopping or self._has_work())
                     self._wakeup.wait_for(lambda: self._stopping, BATCH_WINDOW_SECONDS)
                 if self._stopping:
                     return
