@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
+from .interfaces import Orthanc, RabbitMQ, SnsEmulator
 from .orthanc import (
     ORTHANC_AET,
     PLUGINS,
@@ -212,7 +213,7 @@ def docker_engine_answers(timeout: float = 3.0) -> bool:
     """True when a Docker engine answers a ping (DOCKER_HOST or the default socket)."""
     try:
         # Imported here: only the container path needs the Docker SDK.
-        import docker  # type: ignore[import-untyped]
+        import docker
     except ImportError:
         return False
     try:
@@ -413,6 +414,7 @@ class OrthancContainer(OrthancOperations):
         self.name = name
         self.startup_timeout = startup_timeout
         self.ready_routes = [PLUGINS[p].status_route for p in self.plugins] + list(ready_routes)
+        self.ready_statuses = {200}
         overrides = dict(config or {})
         self.http_port = int(overrides.get("HttpPort") or free_port())
         self.dicom_port = int(overrides.get("DicomPort") or free_port())
@@ -486,7 +488,7 @@ class OrthancContainer(OrthancOperations):
                         f"the Orthanc container exited before {path} answered:\n"
                         + self.log_tail(80)
                     )
-                return self.client.get(path, timeout=2).status_code == 200
+                return self.client.get(path, timeout=2).status_code in self.ready_statuses
 
             return check
 
@@ -575,7 +577,7 @@ class ContainerProvider:
         ready_routes: Iterable[str] = (),
         env: Mapping[str, str] | None = None,
         name: str = "harness",
-    ) -> OrthancContainer:
+    ) -> Orthanc:
         return OrthancContainer(
             self,
             workdir,
@@ -588,10 +590,10 @@ class ContainerProvider:
             name=name,
         )
 
-    def rabbitmq(self, workdir: Path) -> RabbitMQContainer:
+    def rabbitmq(self, workdir: Path) -> RabbitMQ:
         return RabbitMQContainer(self)
 
-    def sns(self, kind: str, workdir: Path) -> SnsEmulatorBase:
+    def sns(self, kind: str, workdir: Path) -> SnsEmulator:
         if kind == "external":
             return create_emulator("external", workdir)
         if kind != "localstack":

@@ -21,6 +21,8 @@ class Orthanc(Protocol):
     dicom_port: int
     client: OrthancClient
     config: dict[str, Any]
+    # What `start()` waits for from each ready route (a test of a refused start may add 503).
+    ready_statuses: set[int]
 
     def start(self) -> Orthanc: ...
     def start_expecting_failure(self, timeout: float = 20.0) -> tuple[int, str]: ...

@@ -247,6 +247,7 @@ class OrthancServer(OrthancOperations):
         self.name = name
         self.startup_timeout = startup_timeout
         self.ready_routes = [PLUGINS[p].status_route for p in self.plugins] + list(ready_routes)
+        self.ready_statuses = {200}
         overrides = config or {}
         # Fixed ports are for `python -m integration.stack`; the suites always get free ones.
         self.http_port = int(overrides.get("HttpPort") or free_port())
@@ -358,7 +359,7 @@ class OrthancServer(OrthancOperations):
                     f"Orthanc exited with status {process.returncode} before {path} answered:\n"
                     + self.log_tail(80)
                 )
-            return self.client.get(path, timeout=2).status_code == 200
+            return self.client.get(path, timeout=2).status_code in self.ready_statuses
 
         try:
             wait_until(

@@ -21,7 +21,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from integration.conftest import OrthancFactory
-from integration.harness.interfaces import RabbitMQ, SnsEmulator
+from integration.harness.interfaces import Orthanc, RabbitMQ, SnsEmulator
 from orthanc_dicom_events.events import load_schema
 from orthanc_fake.dicom import make_instance
 
@@ -100,14 +100,14 @@ def stable_series_events(broker: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def store_new_series(orthanc: Any) -> str:
+def store_new_series(orthanc: Orthanc) -> str:
     """Upload one instance of a new series; returns the series' Orthanc ID."""
     instance = make_instance(
         patient_id=f"CONSUMER-{uuid.uuid4().hex[:8]}",
         study_uid=generate_uid(),
         series_uid=generate_uid(),
     )
-    answer: dict[str, Any] = orthanc.upload_file(instance)
+    answer = orthanc.upload_file(instance)
     return str(answer["ParentSeries"])
 
 

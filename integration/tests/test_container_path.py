@@ -23,6 +23,7 @@ from integration.harness.providers import PROVIDERS, choose_provider_name
 from orthanc_dicom_events.__about__ import __version__ as dicom_events_version
 from orthanc_dicom_events.events import EventType
 from tools.asyncapi import spec_schema
+from tools.release import check_tag
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILES = [
@@ -236,9 +237,7 @@ def _compose_client_works() -> bool:
 
 def _vendored_schema(name: str) -> dict[str, Any]:
     """A schema check-jsonschema ships (offline): compose-spec, github-workflows, ..."""
-    from check_jsonschema.builtin_schemas import (  # type: ignore[import-untyped]
-        get_builtin_schema,
-    )
+    from check_jsonschema.builtin_schemas import get_builtin_schema
 
     schema: dict[str, Any] = get_builtin_schema(f"vendor.{name}")
     return schema
@@ -310,24 +309,25 @@ def test_e2e_workflow_runs_the_suites_on_containers() -> None:
     assert "-p integration.no_skips integration" in commands
 
 
-@pytest.mark.parametrize(("distribution", "directory"), sorted(RELEASED.items()))
-def test_one_release_workflow_per_distribution(distribution: str, directory: str) -> None:
-    workflow = _workflow(WORKFLOWS / f"release-{distribution}.yml")
-    assert workflow["on"] == {"push": {"tags": [f"{distribution}-v*"]}}
+def test_one_release_workflow_builds_and_publishes_the_tagged_distribution() -> None:
+    assert sorted(path.name for path in WORKFLOWS.glob("release*.yml")) == ["release.yml"]
+    workflow = _workflow(WORKFLOWS / "release.yml")
+    assert workflow["on"] == {"push": {"tags": ["orthanc-*-v*"]}}
     build, publish = workflow["jobs"]["build"], workflow["jobs"]["publish"]
     commands = [step.get("run", "") for step in build["steps"]]
-    assert any(f'check_tag.py "$GITHUB_REF_NAME" --expect {distribution}' in c for c in commands)
-    assert any("python -m build" in c and "steps.tag.outputs.directory" in c for c in commands)
+    assert 'python tools/release/check_tag.py "$GITHUB_REF_NAME"' in commands
+    hatch_build = next(step for step in build["steps"] if step.get("run") == "hatch build")
+    assert hatch_build["working-directory"] == "${{ steps.tag.outputs.directory }}"
     assert publish["permissions"] == {"id-token": "write"}  # trusted publishing, no token
     assert publish["needs"] == "build"
     uses = [step.get("uses", "") for step in publish["steps"]]
     assert any(u.startswith("pypa/gh-action-pypi-publish@") for u in uses)
-    assert (REPO / directory / "pyproject.toml").is_file()
 
 
-def test_release_workflows_cover_exactly_the_published_distributions() -> None:
-    names = {path.name for path in WORKFLOWS.glob("release-*.yml")}
-    assert names == {f"release-{distribution}.yml" for distribution in RELEASED}
+def test_the_release_workflow_maps_exactly_the_published_distributions() -> None:
+    assert check_tag.RELEASED == RELEASED
+    for directory in RELEASED.values():
+        assert (REPO / directory / "pyproject.toml").is_file()
 
 
 # -- AsyncAPI ------------------------------------------------------------------------------------

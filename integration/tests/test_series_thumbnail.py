@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import requests
 from PIL import Image
 from pydicom.uid import generate_uid
 
@@ -104,7 +105,7 @@ def upload(orthanc: Orthanc, files: list[bytes], shuffle: bool = True) -> str:
     return series.pop()
 
 
-def thumbnail(orthanc: Orthanc, series_id: str, **kwargs: Any) -> Any:
+def thumbnail(orthanc: Orthanc, series_id: str, **kwargs: Any) -> requests.Response:
     return orthanc.client.get(f"/series/{series_id}/thumbnail", **kwargs)
 
 

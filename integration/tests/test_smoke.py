@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from integration.conftest import OrthancFactory
+from integration.harness.interfaces import Orthanc
+from integration.harness.orthanc import Entry
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +36,7 @@ VALID_CONFIG: dict[str, Any] = {
 }
 
 
-def _assert_loaded(server: Any, plugins: tuple[str, ...]) -> None:
+def _assert_loaded(server: Orthanc, plugins: tuple[str, ...]) -> None:
     for plugin in ALL_PLUGINS:
         response = server.client.get(STATUS_ROUTES[plugin])
         if plugin in plugins:
@@ -95,10 +97,10 @@ BAD_CONFIGURATIONS = [
 @pytest.mark.parametrize(("plugin", "path", "value", "shown"), BAD_CONFIGURATIONS)
 @pytest.mark.parametrize("entry", ["composed", "standalone"])
 def test_invalid_configuration_stops_orthanc_naming_key_and_value(
-    orthanc_factory: OrthancFactory, plugin: str, path: str, value: Any, shown: str, entry: str
+    orthanc_factory: OrthancFactory, plugin: str, path: str, value: Any, shown: str, entry: Entry
 ) -> None:
     plugins = list(ALL_PLUGINS) if entry == "composed" else [plugin]
-    server = orthanc_factory(plugins, _with(path, value), entry, start=False)  # type: ignore[arg-type]
+    server = orthanc_factory(plugins, _with(path, value), entry, start=False)
     returncode, log = server.start_expecting_failure()
     assert returncode != 0
     key_path = path if path != "SeriesThumbnail" else "SeriesThumbnail.Size"

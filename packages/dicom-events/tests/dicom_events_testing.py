@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from typing import Any
+
+from orthanc_dicom_events.envelope import OutgoingEvent
+from orthanc_dicom_events.publishers import PublishError
 
 
 def base_config(**events: Any) -> dict[str, Any]:
@@ -41,3 +46,41 @@ def wait_for(predicate: Any, timeout: float = 5.0, what: str = "condition") -> N
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.01)
+
+
+class MemoryPublisher:
+    """An in-memory broker: records events; `fail_next(n)` or `down = True` simulate an outage."""
+
+    def __init__(self) -> None:
+        self.events: list[OutgoingEvent] = []
+        self.down = False
+        self.calls = 0
+        self._failures_left = 0
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def fail_next(self, count: int) -> None:
+        self._failures_left = count
+
+    def publish(self, events: Sequence[OutgoingEvent]) -> int:
+        with self._lock:
+            self.calls += 1
+            if self.down or self._failures_left > 0:
+                self._failures_left = max(0, self._failures_left - 1)
+                raise PublishError("broker unreachable (simulated)")
+            self.events.extend(events)
+            return 0
+
+    def keep_alive(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    @property
+    def connected(self) -> bool:
+        return not self.down
+
+    def types(self) -> list[str]:
+        with self._lock:
+            return [event.type for event in self.events]

@@ -10,11 +10,10 @@ from typing import Any
 
 import jsonschema
 import pytest
-from dicom_events_testing import base_config, wait_for
+from dicom_events_testing import MemoryPublisher, base_config, wait_for
 
 from orthanc_dicom_events.events import load_schema
 from orthanc_dicom_events.plugin import DicomEventsPlugin, create
-from orthanc_dicom_events.publishers.memory import MemoryPublisher
 from orthanc_dicom_events.worker import CURSOR_PROPERTY
 from orthanc_fake import FakeOrthanc, make_instance
 from orthanc_fake.enums import ChangeType, InstanceOrigin, ResourceType

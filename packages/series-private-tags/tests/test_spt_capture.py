@@ -168,7 +168,7 @@ def test_worker_thread_starts_on_orthanc_started_and_stops_on_stopped(
         started = time.monotonic()
         fake.stop()
         assert time.monotonic() - started < 5
-    assert plugin.worker._thread is None
+    assert not plugin.worker._thread.running
     fake.fire_change(ChangeType.ORTHANC_STOPPED, ResourceType.NONE, "")  # a second stop is harmless
 
 

@@ -2,7 +2,8 @@ from typing import Any
 
 import pytest
 
-from orthanc_series_thumbnail.config import ConfigurationError, SeriesThumbnailConfig, parse
+from orthanc_series_thumbnail import ConfigurationError
+from orthanc_series_thumbnail.config import SeriesThumbnailConfig, parse
 
 METADATA: dict[str, Any] = {"UserMetadata": {"ThumbnailInstanceID": 2001}}
 

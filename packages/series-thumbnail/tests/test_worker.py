@@ -1,18 +1,33 @@
+"""The change worker (`plugin.worker`): coalescing, order, failures, life cycle."""
+
+from __future__ import annotations
+
 import threading
+from collections.abc import Callable
 
-from conftest import StubHost
+import pytest
+from thumbnail_testing import Thumbnails
 
-from orthanc_series_thumbnail.worker import ChangeWorker
+from orthanc_series_thumbnail.service import ThumbnailService
+
+# What the worker calls on the service, by the kind of task.
+SERVICE_HANDLERS = {
+    "changed": "series_changed",
+    "stable": "prepare",
+    "deleted": "instance_deleted",
+}
 
 
 class Recorder:
+    """Stands in for the service's handlers, to see what the worker runs and in which order."""
+
     def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
         self.gate = threading.Event()
         self.gate.set()
 
-    def make(self, kind: str):  # type: ignore[no-untyped-def]
-        def handler(resource_id: str) -> None:
+    def make(self, kind: str) -> Callable[[ThumbnailService, str], None]:
+        def handler(service: ThumbnailService, resource_id: str) -> None:
             self.gate.wait(5)
             self.events.append((kind, resource_id))
             if resource_id == "boom":
@@ -21,26 +36,38 @@ class Recorder:
         return handler
 
 
-def worker(host: StubHost, recorder: Recorder) -> ChangeWorker:
-    return ChangeWorker(
-        host, recorder.make("changed"), recorder.make("stable"), recorder.make("deleted")
-    )
-
-
-def test_changes_are_coalesced_per_series_and_ordered(host: StubHost) -> None:
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     recorder = Recorder()
-    w = worker(host, recorder)
+    for kind, name in SERVICE_HANDLERS.items():
+        monkeypatch.setattr(ThumbnailService, name, recorder.make(kind))
+    return recorder
+
+
+@pytest.fixture
+def recorded(
+    recorder: Recorder, thumbnails_factory: Callable[..., Thumbnails]
+) -> tuple[Thumbnails, Recorder]:
+    """The plugin, created after the service's handlers were replaced by the recorder's."""
+    return thumbnails_factory(), recorder
+
+
+def test_changes_are_coalesced_per_series_and_ordered(
+    recorded: tuple[Thumbnails, Recorder],
+) -> None:
+    thumbnails, recorder = recorded
+    worker = thumbnails.plugin.worker
     for _ in range(50):
-        w.series_changed("s1")
-    w.series_stable("s1")
-    w.series_stable("s1")
-    w.series_stable("s2")
-    w.series_changed("s2")  # unstable again: the pending "stable" is dropped
-    w.instance_deleted("i1")
-    assert w.pending() == 3
-    w.start()
-    assert w.wait_idle(5)
-    w.stop()
+        worker.series_changed("s1")
+    worker.series_stable("s1")
+    worker.series_stable("s1")
+    worker.series_stable("s2")
+    worker.series_changed("s2")  # unstable again: the pending "stable" is dropped
+    worker.instance_deleted("i1")
+    assert worker.pending() == 3
+    thumbnails.fake.start()  # ORTHANC_STARTED starts the worker
+    assert worker.wait_idle(5)
+    thumbnails.fake.stop()
     assert recorder.events == [
         ("deleted", "i1"),
         ("changed", "s1"),
@@ -49,24 +76,26 @@ def test_changes_are_coalesced_per_series_and_ordered(host: StubHost) -> None:
     ]
 
 
-def test_a_failing_task_is_logged_and_the_worker_goes_on(host: StubHost) -> None:
-    recorder = Recorder()
-    w = worker(host, recorder)
-    w.start()
-    w.series_stable("boom")
-    w.series_stable("fine")
-    assert w.wait_idle(5)
-    w.stop()
+def test_a_failing_task_is_logged_and_the_worker_goes_on(
+    recorded: tuple[Thumbnails, Recorder],
+) -> None:
+    thumbnails, recorder = recorded
+    worker = thumbnails.plugin.worker
+    thumbnails.fake.start()
+    worker.series_stable("boom")
+    worker.series_stable("fine")
+    assert worker.wait_idle(5)
+    thumbnails.fake.stop()
     assert ("stable", "fine") in recorder.events
-    assert any("boom" in message for message in host.warnings)
+    assert any("boom" in message for message in thumbnails.fake.log_messages("warning"))
 
 
-def test_stop_is_bounded_and_idempotent(host: StubHost) -> None:
-    recorder = Recorder()
-    w = worker(host, recorder)
-    w.stop()  # never started
-    w.start()
-    w.start()
-    w.stop()
-    w.stop()
-    assert w.pending() == 0
+def test_stop_is_bounded_and_idempotent(recorded: tuple[Thumbnails, Recorder]) -> None:
+    thumbnails, _ = recorded
+    worker = thumbnails.plugin.worker
+    worker.stop()  # never started
+    worker.start()
+    worker.start()
+    worker.stop()
+    worker.stop()
+    assert worker.pending() == 0

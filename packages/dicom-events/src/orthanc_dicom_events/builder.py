@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import changes as ch
+from ._kit import NotFound, quote_id
 from .config import DicomEventsConfig
 from .envelope import (
     OutgoingEvent,
@@ -16,7 +17,6 @@ from .envelope import (
     spool_event_id,
 )
 from .events import DELETED_TYPES, STABLE_TYPES, EventType, enabled_types
-from .host import HostError
 from .resources import ResourceReader
 from .spool import SpooledDeletion
 from .tags import select_instance_tags, select_main_tags
@@ -67,9 +67,8 @@ class EventBuilder:
         self._reader = reader
         self._identity = identity
         self._spool_identity = spool_identity
-        self.throttle: SeriesThrottle[StoredDraft] = SeriesThrottle(
-            config.events.stored_instance_throttle_ms / 1000, clock
-        )
+        self._clock = clock
+        self.throttle = self._empty_throttle()
         self._counts = InstanceCounter()
         # Deleted events need the parents of instances, learnt while they were still stored.
         self._needs_instances = bool(
@@ -111,6 +110,13 @@ class EventBuilder:
         seqs = [draft.change.seq for draft in self.throttle.waiting()]
         return min(seqs) if seqs else None
 
+    def reset_throttle(self) -> None:
+        """Forget the waiting items and publish times: re-reading from the cursor rebuilds them."""
+        self.throttle = self._empty_throttle()
+
+    def _empty_throttle(self) -> SeriesThrottle[StoredDraft]:
+        return SeriesThrottle(self._selection.stored_instance_throttle_ms / 1000, self._clock)
+
     # -- changes of the log ---------------------------------------------------------------------
 
     def _from_change(self, change: ch.Change) -> list[Output]:
@@ -120,10 +126,8 @@ class EventBuilder:
             event_type = STABLE_TYPES.get(change.change_type or -1)
             if event_type is not None and event_type in self._types:
                 return self._stable(change, event_type)
-        except HostError as error:
-            if error.not_found:
-                return []  # deleted since: its own deleted event follows
-            raise
+        except NotFound:
+            return []  # deleted since: its own deleted event follows
         return []
 
     def _stored_instance(self, change: ch.Change) -> list[Output]:
@@ -163,10 +167,10 @@ class EventBuilder:
         wanted = self._selection.stored_instance_tags
         if not wanted:
             return {}
-        full = self._reader.get_json(f"/instances/{instance_id}/tags")
+        full = self._reader.get_json(f"/instances/{quote_id(instance_id)}/tags")
 
         def read_raw(group_element: str) -> bytes:
-            return self._reader.raw(f"/instances/{instance_id}/content/{group_element}")
+            return self._reader.raw(f"/instances/{quote_id(instance_id)}/content/{group_element}")
 
         return select_instance_tags(full, wanted, read_raw)
 
@@ -295,10 +299,8 @@ class EventBuilder:
     def _series_instance_count(self, series_id: str) -> int:
         try:
             return len(self._reader.resource("series", series_id).get("Instances", []))
-        except HostError as error:
-            if error.not_found:
-                return 0
-            raise
+        except NotFound:
+            return 0
 
 
 def _is_new_instance(change: ch.Change) -> bool:

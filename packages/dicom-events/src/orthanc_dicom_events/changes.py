@@ -6,19 +6,24 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-# Values of orthanc.ChangeType and orthanc.ResourceType (checked against the real module).
+# The change kinds events are made of, as this package numbers them. Changes arrive spelled as
+# names (`/changes`, or the callback's values mapped by the plugin kit's OrthancConstants), so
+# these numbers never meet Orthanc's own.
 DELETED = 1
 NEW_INSTANCE = 3
 NEW_SERIES = 5
 STABLE_PATIENT = 7
 STABLE_SERIES = 8
 STABLE_STUDY = 9
-ORTHANC_STARTED = 10
-ORTHANC_STOPPED = 11
 
 PATIENT, STUDY, SERIES, INSTANCE = 0, 1, 2, 3
 LEVEL_NAMES = {PATIENT: "Patient", STUDY: "Study", SERIES: "Series", INSTANCE: "Instance"}
 _LEVELS_BY_NAME = {name: level for level, name in LEVEL_NAMES.items()}
+
+
+def level_from_name(name: str) -> int | None:
+    return _LEVELS_BY_NAME.get(name)
+
 
 # `/changes` spells the change type as a name; only those an event can come from are mapped.
 _CHANGE_TYPES_BY_NAME = {

@@ -135,6 +135,18 @@ def mask_url_password(url: str) -> str:
     return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
 
 
+def mask_secrets(text: str, config: DicomEventsConfig) -> str:
+    """`text` without the broker password, whatever form it appears in."""
+    rabbit = config.rabbitmq
+    if rabbit is None:
+        return text
+    text = text.replace(rabbit.url, mask_url_password(rabbit.url))
+    password = urlsplit(rabbit.url).password
+    if password:
+        text = text.replace(password, "***")
+    return text
+
+
 def parse(orthanc_config: Mapping[str, Any]) -> DicomEventsConfig:
     """Validate the `DicomEvents` section of a parsed Orthanc configuration."""
     section = _mapping(orthanc_config.get(SECTION), SECTION, required=True)

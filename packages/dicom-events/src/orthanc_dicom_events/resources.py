@@ -6,7 +6,7 @@ import json
 from collections import OrderedDict
 from typing import Any
 
-from .host import Host, HostError
+from ._kit import NotFound, OrthancHost, quote_id
 
 _PARENT_KEYS = {"instances": "ParentSeries", "series": "ParentStudy", "studies": "ParentPatient"}
 
@@ -47,7 +47,7 @@ class ResourceReader:
     as the listing held (the listings stay linear in the series' size overall).
     """
 
-    def __init__(self, host: Host, cache_size: int = 50_000) -> None:
+    def __init__(self, host: OrthancHost, cache_size: int = 50_000) -> None:
         self._host = host
         self._parents = _Lru(cache_size)
         self._listed: _Lru = _Lru(1_000)  # series -> "<instances listed>/<misses since>"
@@ -67,22 +67,21 @@ class ResourceReader:
                 try:
                     found.update(self._describe_in_bulk(chunk))
                     continue
-                except HostError as error:
-                    if not error.not_found:
-                        raise
+                except NotFound:
                     self._bulk_supported = False  # no such route before Orthanc 1.9.4
             for instance_id in chunk:
                 try:
                     self.series_of_instance(instance_id)
-                    found[instance_id] = self.get_json(f"/instances/{instance_id}/metadata?expand")
-                except HostError as error:
-                    if not error.not_found:
-                        raise
+                    found[instance_id] = self.get_json(
+                        f"/instances/{quote_id(instance_id)}/metadata?expand"
+                    )
+                except NotFound:
+                    pass  # deleted since
         return found
 
     def _describe_in_bulk(self, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
         body = {"Resources": instance_ids, "Level": "Instance", "Metadata": True}
-        answer = json.loads(self._host.rest_post("/tools/bulk-content", json.dumps(body)))
+        answer = json.loads(self._host.post("/tools/bulk-content", json.dumps(body)))
         found: dict[str, dict[str, Any]] = {}
         for item in answer:
             instance_id, parent = item.get("ID"), item.get("ParentSeries")
@@ -93,14 +92,14 @@ class ResourceReader:
         return found
 
     def get_json(self, uri: str) -> Any:
-        return json.loads(self._host.rest_get(uri))
+        return self._host.get_json(uri)
 
     def raw(self, uri: str) -> bytes:
-        return self._host.rest_get(uri)
+        return self._host.get(uri)
 
     def resource(self, collection: str, resource_id: str) -> dict[str, Any]:
         """`GET /{collection}/{id}`; remembers the parent link it shows."""
-        body: dict[str, Any] = self.get_json(f"/{collection}/{resource_id}")
+        body: dict[str, Any] = self.get_json(f"/{collection}/{quote_id(resource_id)}")
         parent = body.get(_PARENT_KEYS.get(collection, ""))
         if isinstance(parent, str):
             self._remember(resource_id, parent)

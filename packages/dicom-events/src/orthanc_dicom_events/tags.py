@@ -7,7 +7,6 @@ which it does only when the private creator declared in `Dictionary` matches the
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -95,7 +94,3 @@ def _simplify_sequence(items: object) -> list[dict[str, Any]]:
             }
         )
     return simplified
-
-
-def parse_json(body: bytes) -> Any:
-    return json.loads(body)

@@ -8,22 +8,19 @@ batch and retries it with backoff, so nothing is skipped and memory stays bounde
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from . import changes as ch
+from ._kit import BackgroundThread, HostError, OrthancHost
 from .builder import EventBuilder
-from .config import DicomEventsConfig, mask_url_password
+from .config import DicomEventsConfig, mask_secrets
 from .envelope import OutgoingEvent, utc_now_rfc3339
 from .events import any_deleted, enabled_types
-from .host import Host, HostError
-from .priority import lower_own_priority
 from .publishers import Publisher, PublishError
 from .resources import ResourceReader
 from .spool import DeletedNotice, Spool, SpooledDeletion
@@ -74,7 +71,7 @@ class EventWorker:
 
     def __init__(
         self,
-        host: Host,
+        host: OrthancHost,
         config: DicomEventsConfig,
         publisher_factory: Callable[[], Publisher],
         status: Status,
@@ -93,11 +90,11 @@ class EventWorker:
         self._tracks_deletions = any_deleted(self._types)
         self._wake = threading.Event()
         self.ready = threading.Event()  # set once the cursor is known (tests and status wait on it)
-        self._stopping = threading.Event()
         self._deadline = float("inf")
         self._notices: list[DeletedNotice] = []
         self._notices_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._thread = BackgroundThread(host, "dicom-events", self._run)
+        self._stopping = self._thread.stopping
         self._backoff = Backoff()
         self.identity = ""
         self._cursor = 0
@@ -107,11 +104,14 @@ class EventWorker:
 
     # -- called from Orthanc's threads: no I/O here ---------------------------------------------
 
-    def notify(self, change_type: int, level: int, resource_id: str) -> None:
-        """The change callback's whole work: note a deletion, wake the thread."""
-        if change_type == ch.DELETED:
-            if not self._tracks_deletions:
-                return
+    def wake(self) -> None:
+        """A change was recorded: the change callback's whole work."""
+        self._wake.set()
+
+    def deleted(self, level_name: str, resource_id: str) -> None:
+        """Note a deletion (`level_name` as `/changes` spells it) and wake the thread."""
+        level = ch.level_from_name(level_name)
+        if self._tracks_deletions and level is not None:
             with self._notices_lock:
                 self._notices.append(DeletedNotice(level, resource_id, utc_now_rfc3339()))
         self._wake.set()
@@ -123,25 +123,18 @@ class EventWorker:
         except Exception as error:
             self._host.log_error(f"dicom-events: cannot read the change log: {self._mask(error)}")
             # The thread tries again; changes are only ever skipped on the very first start.
-        self._thread = threading.Thread(target=self._run, name="dicom-events", daemon=True)
         self._thread.start()
 
     def stop(self) -> bool:
         """Flush for at most `ShutdownFlushSeconds`, then give up; True when the thread ended."""
         flush = self._config.shutdown_flush_seconds
         self._deadline = self._clock() + flush
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is None:
-            return True
         # A publish blocked on the network may outlast the flush: a little grace, never more.
-        self._thread.join(flush + 2.0)
-        return not self._thread.is_alive()
+        return self._thread.stop(flush + 2.0, wake=self._wake.set)
 
     # -- the publisher thread -------------------------------------------------------------------
 
     def _run(self) -> None:
-        lower_own_priority()
         try:
             spool = Spool(self._config.state_directory) if self._tracks_deletions else None
             if not self.identity:
@@ -237,7 +230,7 @@ class EventWorker:
         self._status.update(last_published_seq=cursor, log_end_seq=end)
 
     def _log_end(self) -> int:
-        return int(json.loads(self._host.rest_get("/changes?last"))["Last"])
+        return int(self._host.get_json("/changes?last")["Last"])
 
     def _spool_notices(self, reader: ResourceReader, spool: Spool | None) -> None:
         links = reader.take_new_links()
@@ -253,7 +246,7 @@ class EventWorker:
             self._status.update(spooled_deletions=spool.count())
 
     def _next_batch(self, builder: EventBuilder, spool: Spool | None) -> Batch:
-        page = ch.parse_page(self._host.rest_get(ch.changes_uri(self._read_pos, self._page_size)))
+        page = ch.parse_page(self._host.get(ch.changes_uri(self._read_pos, self._page_size)))
         read_pos = page.changes[-1].seq if page.changes else max(self._read_pos, page.last)
         if not page.changes and page.last < self._read_pos:
             read_pos = page.last  # the log was reset: follow it
@@ -291,9 +284,7 @@ class EventWorker:
 
     def _rewind(self, builder: EventBuilder) -> None:
         self._read_pos = self._cursor
-        builder.throttle = type(builder.throttle)(
-            self._config.events.stored_instance_throttle_ms / 1000, self._clock
-        )
+        builder.reset_throttle()
 
     def _idle(self, builder: EventBuilder, publisher: Publisher) -> None:
         timeout = self._poll_seconds
@@ -327,15 +318,3 @@ class EventWorker:
 
     def _mask(self, error: object) -> str:
         return mask_secrets(str(error), self._config)
-
-
-def mask_secrets(text: str, config: DicomEventsConfig) -> str:
-    """`text` without the broker password, whatever form it appears in."""
-    rabbit = config.rabbitmq
-    if rabbit is None:
-        return text
-    text = text.replace(rabbit.url, mask_url_password(rabbit.url))
-    password = urlsplit(rabbit.url).password
-    if password:
-        text = text.replace(password, "***")
-    return text

@@ -11,19 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._kit import ConfigurationError, config_object, user_metadata_index
+
 TAGS_KEY = "SeriesMainPrivateDicomTags"
 METADATA_NAME = "SeriesPrivateTags"
 EXISTENCE_PREFIX = "!!"
 _DICTIONARY_KEY = re.compile(r"^([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})$")
-
-
-class ConfigurationError(ValueError):
-    """An invalid configuration value; the message names the key path and the value seen."""
-
-    def __init__(self, path: str, value: object, problem: str) -> None:
-        self.path = path
-        self.value = value
-        super().__init__(f"{path}: {problem} (value seen: {value!r})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +70,7 @@ def parse(orthanc_config: Mapping[str, Any]) -> SeriesPrivateTagsConfig:
                 path, entry, f"a sequence has no single value: use {EXISTENCE_PREFIX}{name}"
             )
         tags.append(PrivateTag(name, group, element, vr, creator, existence_only))
-    index = _metadata_index(orthanc_config.get("UserMetadata"))
+    index = user_metadata_index(orthanc_config, METADATA_NAME, 2000)
     storage = {
         key: orthanc_config[key]
         for key in ("StorageDirectory", "StorageCompression")
@@ -87,12 +80,9 @@ def parse(orthanc_config: Mapping[str, Any]) -> SeriesPrivateTagsConfig:
 
 
 def _dictionary_by_name(raw: object) -> dict[str, tuple[int, int, str, str | None]]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise ConfigurationError("Dictionary", raw, "expected a JSON object")
+    declared = config_object(raw, "Dictionary")
     by_name: dict[str, tuple[int, int, str, str | None]] = {}
-    for key, entry in raw.items():
+    for key, entry in declared.items():
         match = _DICTIONARY_KEY.match(key)
         if not match or not isinstance(entry, list) or len(entry) < 2:
             continue  # Orthanc itself validates Dictionary; only well-formed entries can match
@@ -100,15 +90,3 @@ def _dictionary_by_name(raw: object) -> dict[str, tuple[int, int, str, str | Non
         creator = entry[4] if len(entry) >= 5 and isinstance(entry[4], str) else None
         by_name[str(name)] = (int(match[1], 16), int(match[2], 16), str(vr), creator)
     return by_name
-
-
-def _metadata_index(raw: object) -> int:
-    path = f"UserMetadata.{METADATA_NAME}"
-    if not isinstance(raw, Mapping) or METADATA_NAME not in raw:
-        raise ConfigurationError(
-            path, None, f"declare the series metadata {METADATA_NAME!r} in UserMetadata (e.g. 2000)"
-        )
-    index = raw[METADATA_NAME]
-    if isinstance(index, bool) or not isinstance(index, int) or not 1024 <= index <= 65535:
-        raise ConfigurationError(path, index, "expected an integer between 1024 and 65535")
-    return index

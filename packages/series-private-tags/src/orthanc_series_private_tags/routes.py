@@ -10,12 +10,18 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
+from ._kit import (
+    NotFound,
+    OrthancHost,
+    Response,
+    error_response,
+    json_response,
+    method_not_allowed,
+    quote_id,
+)
 from .enrich import enrich_series, enrich_series_list
-from .host import Host, HostError, NotFound
 from .reconstruct import Reconstruction
 from .store import SeriesTagStore
 
@@ -26,29 +32,7 @@ PATIENT_SERIES = f"{PREFIX}/patients/([^/]+)/series"
 STUDY_SERIES = f"{PREFIX}/studies/([^/]+)/series"
 RECONSTRUCT = f"{PREFIX}/reconstruct"
 
-JSON_MIME = "application/json"
 _UNSIGNED = re.compile(r"^[0-9]{1,18}$")
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    status: int
-    body: bytes
-    content_type: str = JSON_MIME
-    allow: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-def json_response(status: int, value: Any) -> Response:
-    return Response(status, json.dumps(value, indent=2).encode())
-
-
-def error(status: int, message: str) -> Response:
-    return json_response(status, {"HttpStatus": status, "Message": message})
-
-
-def method_not_allowed(allowed: str) -> Response:
-    return Response(405, b"", allow=allowed)
 
 
 class Routes:
@@ -56,7 +40,7 @@ class Routes:
 
     def __init__(
         self,
-        host: Host,
+        host: OrthancHost,
         store: SeriesTagStore,
         reconstruction: Reconstruction,
         wake_worker: Callable[[], None],
@@ -84,27 +68,25 @@ class Routes:
         if method != "GET":
             return method_not_allowed("GET")
         try:
-            answer = self._host.get(f"/series/{_quote(series_id)}")
+            answer = self._host.get(f"/series/{quote_id(series_id)}")
             return Response(200, enrich_series(answer, self._tags_json))
         except NotFound:
-            return error(404, f"Unknown series: {series_id}")
-        except HostError as failure:
-            return error(502, str(failure))
+            return error_response(404, f"Unknown series: {series_id}")
 
     def children(self, method: str, level: str, parent_id: str) -> Response:
         """GET /with-private-tags/{patients|studies}/{id}/series"""
         if method != "GET":
             return method_not_allowed("GET")
-        parent = f"/{level}/{_quote(parent_id)}"
+        parent = f"/{level}/{quote_id(parent_id)}"
         response = self._list(f"{parent}/series")
         # Orthanc answers [] for the ID of a resource of another level: that is no such parent.
         if response.status == 200 and response.body.strip() == b"[]":
             try:
                 self._host.get(parent)
             except NotFound:
-                return error(404, f"Unknown {_singular(level)}: {parent_id}")
+                return error_response(404, f"Unknown {_singular(level)}: {parent_id}")
         if response.status == 404:
-            return error(404, f"Unknown {_singular(level)}: {parent_id}")
+            return error_response(404, f"Unknown {_singular(level)}: {parent_id}")
         return response
 
     def _list(self, uri: str) -> Response:
@@ -112,9 +94,7 @@ class Routes:
             answer = self._host.get(uri)
             return Response(200, enrich_series_list(answer, self._tags_json))
         except NotFound:
-            return error(404, "Unknown resource")
-        except HostError as failure:
-            return error(502, str(failure))
+            return error_response(404, "Unknown resource")
 
     def reconstruct(self, method: str, body: bytes) -> Response:
         """GET progress; POST start or resume (all, or {"Series": id}); DELETE stop."""
@@ -127,15 +107,17 @@ class Routes:
             return method_not_allowed("GET,POST,DELETE")
         request = _json_object(body)
         if request is None:
-            return error(400, 'Expected an empty body or a JSON object like {"Series": "<id>"}')
+            return error_response(
+                400, 'Expected an empty body or a JSON object like {"Series": "<id>"}'
+            )
         series_id = request.get("Series")
         if series_id is not None:
             if not isinstance(series_id, str):
-                return error(400, '"Series" must be a series ID (string)')
+                return error_response(400, '"Series" must be a series ID (string)')
             try:
-                self._host.get(f"/series/{_quote(series_id)}")
+                self._host.get(f"/series/{quote_id(series_id)}")
             except NotFound:
-                return error(404, f"Unknown series: {series_id}")
+                return error_response(404, f"Unknown series: {series_id}")
             self._reconstruction.add(series_id)
         else:
             all_series = json.loads(self._host.get("/series"))
@@ -150,9 +132,9 @@ def _paging(query: Mapping[str, str]) -> tuple[int, int] | Response | None:
     if since is None and limit is None:
         return None
     if since is None or limit is None:
-        return error(400, 'The "since" and "limit" arguments must be given together')
+        return error_response(400, 'The "since" and "limit" arguments must be given together')
     if not _UNSIGNED.match(since) or not _UNSIGNED.match(limit):
-        return error(400, '"since" and "limit" must be non-negative integers')
+        return error_response(400, '"since" and "limit" must be non-negative integers')
     return int(since), int(limit)
 
 
@@ -164,10 +146,6 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
     except ValueError:
         return None
     return decoded if isinstance(decoded, dict) else None
-
-
-def _quote(resource_id: str) -> str:
-    return quote(resource_id, safe="")
 
 
 def _singular(level: str) -> str:

@@ -12,10 +12,9 @@ import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import quote
 
+from ._kit import NotFound, OrthancHost, quote_id
 from .config import PrivateTag
-from .host import Host, NotFound
 from .merge import SeriesValues, is_complete, parse_metadata, to_metadata
 
 
@@ -31,7 +30,7 @@ class SeriesEntry:
 class SeriesTagStore:
     """Reads and writes the metadata of each series, through an in-memory mirror."""
 
-    def __init__(self, host: Host, metadata_name: str, tags: Sequence[PrivateTag]) -> None:
+    def __init__(self, host: OrthancHost, metadata_name: str, tags: Sequence[PrivateTag]) -> None:
         self._host = host
         self._metadata_name = metadata_name
         self._tags = tuple(tags)
@@ -48,12 +47,12 @@ class SeriesTagStore:
         return SeriesEntry(kept, json.dumps(kept).encode(), is_complete(kept, self._tags))
 
     def _metadata_uri(self, series_id: str) -> str:
-        return f"/series/{quote(series_id, safe='')}/metadata/{self._metadata_name}"
+        return f"/series/{quote_id(series_id)}/metadata/{self._metadata_name}"
 
     def _read(self, series_id: str) -> SeriesEntry:
         # All metadata at once: a series without ours yet is then not an error to handle.
         try:
-            uri = f"/series/{quote(series_id, safe='')}/metadata?expand"
+            uri = f"/series/{quote_id(series_id)}/metadata?expand"
             metadata = json.loads(self._host.get(uri))
         except NotFound:
             metadata = {}  # no such series: nothing to serve

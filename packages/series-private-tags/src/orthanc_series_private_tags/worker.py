@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, NamedTuple
-from urllib.parse import quote
 
+from ._kit import BackgroundThread, HostError, NotFound, OrthancHost, quote_id
 from .config import PrivateTag
-from .host import Host, HostError, NotFound
 from .merge import SeriesValues, is_complete, merge
 from .reader import DicomReadError, PrivateTagReader
 from .reconstruct import Reconstruction
@@ -35,9 +33,6 @@ WARM_UP_CHUNK = 200
 CAPTURE_BATCH = 250
 BATCH_WINDOW_SECONDS = 0.1
 BULK_CONTENT = "/tools/bulk-content"
-# Catching up can wait, storing cannot: with a higher nice value the worker gives the CPU to
-# Orthanc's store threads whenever both want it (on Linux, each thread has its own nice value).
-WORKER_NICENESS = 10
 
 
 class Event(Enum):
@@ -64,7 +59,7 @@ class Worker:
 
     def __init__(
         self,
-        host: Host,
+        host: OrthancHost,
         store: SeriesTagStore,
         tags: Sequence[PrivateTag],
         reconstruction: Reconstruction,
@@ -80,8 +75,7 @@ class Worker:
         self._wakeup = threading.Condition()
         self._changes: deque[_Change] = deque()
         self._to_warm_up: deque[str] = deque()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._thread = BackgroundThread(host, "series-private-tags", self._run)
         self.captured_instances = 0
         self.skipped_instances = 0
         self._bulk_supported = True
@@ -111,35 +105,26 @@ class Worker:
 
     def start(self) -> None:
         """Start the thread and mirror the series already stored (call once Orthanc has started)."""
-        if self._thread is not None:
-            return
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="series-private-tags", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0) -> bool:
         """Ask the thread to finish its current item and wait for it, at most `timeout` seconds."""
-        with self._wakeup:
-            self._stopping = True
-            self._wakeup.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        return self._thread.stop(timeout, wake=self.wake)
 
     def pending_changes(self) -> int:
         with self._wakeup:
             return len(self._changes)
 
     def _run(self) -> None:
-        _lower_own_priority(WORKER_NICENESS)
+        stopping = self._thread.stopping
         self._safely(self.open_storage)
         self._safely(self._queue_warm_up)
         while True:
             with self._wakeup:
                 if not self._has_work():
-                    self._wakeup.wait_for(lambda: self._stopping or self._has_work())
-                    self._wakeup.wait_for(lambda: self._stopping, BATCH_WINDOW_SECONDS)
-                if self._stopping:
+                    self._wakeup.wait_for(lambda: stopping.is_set() or self._has_work())
+                    self._wakeup.wait_for(stopping.is_set, BATCH_WINDOW_SECONDS)
+                if stopping.is_set():
                     return
             self.run_pending(max_items=WARM_UP_CHUNK)
 
@@ -163,7 +148,7 @@ class Worker:
         handled = 0
         while max_items is None or handled < max_items:
             with self._wakeup:
-                if self._stopping and self._thread is not None:
+                if self._thread.stopping.is_set() and self._thread.running:
                     break
                 change = self._changes.popleft() if self._changes else None
                 stored: list[str] = []
@@ -257,7 +242,7 @@ class Worker:
         found: list[_NewInstance] = []
         for instance_id in instance_ids:
             try:
-                instance = json.loads(self._host.get(f"/instances/{quote(instance_id, safe='')}"))
+                instance = json.loads(self._host.get(f"/instances/{quote_id(instance_id)}"))
             except NotFound:
                 continue
             found.append(_NewInstance(instance_id, str(instance["ParentSeries"])))
@@ -268,7 +253,7 @@ class Worker:
             data = self.files.read(known.file_uuid, known.file_size)
             if data is not None:
                 return self._reader.read(data)
-        return self._reader.read(self._host.get(f"/instances/{quote(instance_id, safe='')}/file"))
+        return self._reader.read(self._host.get(f"/instances/{quote_id(instance_id)}/file"))
 
     def _reconstruct(self, series_id: str) -> str | None:
         """Fill one series from its instances; returns an error message or None."""
@@ -276,7 +261,7 @@ class Worker:
             entry = self._store.refresh(series_id)
             if entry.complete:
                 return None
-            series = json.loads(self._host.get(f"/series/{quote(series_id, safe='')}"))
+            series = json.loads(self._host.get(f"/series/{quote_id(series_id)}"))
             values = entry.values
             errors: list[str] = []
             for instance_id in series.get("Instances", []):
@@ -296,11 +281,3 @@ class Worker:
             return None  # deleted meanwhile: nothing left to fill
         except (HostError, ValueError, KeyError) as error:
             return str(error)
-
-
-def _lower_own_priority(niceness: int) -> None:
-    """Raise the calling thread's nice value; a no-op where threads cannot have their own."""
-    if niceness <= 0 or not hasattr(os, "setpriority"):
-        return
-    with contextlib.suppress(OSError):  # not permitted here: run at normal priority
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)

@@ -11,53 +11,20 @@ plugin's REST routes and returns an object whose `on_change(change_type, level, 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
 from .__about__ import __version__
+from ._kit import OrthancHost, Request, Response, status_handler
 from .config import SeriesThumbnailConfig, parse
-from .host import RestError
 from .rendering import RENDERING_VERSION, warm_up
-from .service import Response, ThumbnailService
+from .service import ThumbnailService
 from .worker import ChangeWorker
 
 NAME = "series-thumbnail"
 THUMBNAIL_ROUTE = "/series/([^/]+)/thumbnail"  # Orthanc matches the whole URI: no other route hit
 STATUS_ROUTE = "/series-thumbnail/status"
-
-
-class OrthancHost:
-    """The `Host` interface over the `orthanc` module."""
-
-    def __init__(self, orthanc: ModuleType) -> None:
-        self._orthanc = orthanc
-
-    def get(self, uri: str) -> bytes:
-        try:
-            answer = self._orthanc.RestApiGet(uri)
-        except Exception as error:
-            raise RestError(f"GET {uri}: {error}") from None
-        return answer if isinstance(answer, bytes) else str(answer).encode()
-
-    def put(self, uri: str, body: bytes) -> None:
-        try:
-            self._orthanc.RestApiPut(uri, body)
-        except Exception as error:
-            raise RestError(f"PUT {uri}: {error}") from None
-
-    def delete(self, uri: str) -> None:
-        try:
-            self._orthanc.RestApiDelete(uri)
-        except Exception as error:
-            raise RestError(f"DELETE {uri}: {error}") from None
-
-    def log_warning(self, message: str) -> None:
-        self._orthanc.LogWarning(message)
-
-    def log_error(self, message: str) -> None:
-        self._orthanc.LogError(message)
 
 
 class SeriesThumbnailPlugin:
@@ -67,42 +34,37 @@ class SeriesThumbnailPlugin:
     on_stored_instance: Callable[[Any, str], None] | None = None
 
     def __init__(self, orthanc: ModuleType, config: SeriesThumbnailConfig) -> None:
-        self._orthanc = orthanc
         self.config = config
-        host = OrthancHost(orthanc)
-        self.service = ThumbnailService(host, config)
+        self.host = OrthancHost(orthanc)
+        self.service = ThumbnailService(self.host, config)
         self.worker = ChangeWorker(
-            host,
+            self.host,
             on_changed=self.service.series_changed,
             on_stable=self.service.prepare,
             on_instance_deleted=self.service.instance_deleted,
         )
-        change, resource = orthanc.ChangeType, orthanc.ResourceType
-        self._started, self._stopped = int(change.ORTHANC_STARTED), int(change.ORTHANC_STOPPED)
-        self._series_level, self._instance_level = int(resource.SERIES), int(resource.INSTANCE)
-        self._stable, self._deleted = int(change.STABLE_SERIES), int(change.DELETED)
-        self._new_child, self._new_instance = (
-            int(change.NEW_CHILD_INSTANCE),
-            int(change.NEW_INSTANCE),
-        )
+        self._kinds = self.host.constants
 
     def on_change(self, change_type: int, level: int, resource_id: str) -> None:
         """Orthanc's change callback: only queues work, the worker thread does the REST calls."""
-        if change_type == self._started:
+        kinds = self._kinds
+        if change_type == kinds.orthanc_started:
             self.worker.start()
-        elif change_type == self._stopped:
+        elif change_type == kinds.orthanc_stopped:
             self.worker.stop()
-        elif level == self._series_level:
-            if change_type == self._stable:
+            self.host.close()
+        elif level == kinds.series:
+            if change_type == kinds.stable_series:
                 self.worker.series_stable(resource_id)
-            elif change_type == self._deleted or (
-                change_type == self._new_child and self.service.selector.needs_reset(resource_id)
+            elif change_type == kinds.deleted or (
+                change_type == kinds.new_child_instance
+                and self.service.selector.needs_reset(resource_id)
             ):
                 self.worker.series_changed(resource_id)
-        elif level == self._instance_level:
-            if change_type == self._deleted:
+        elif level == kinds.instance:
+            if change_type == kinds.deleted:
                 self.worker.instance_deleted(resource_id)
-            elif change_type == self._new_instance:
+            elif change_type == kinds.new_instance:
                 # Same ID again means the instance was overwritten: its old renderings are stale.
                 self.service.cache.forget_instance(resource_id)
 
@@ -121,49 +83,18 @@ class SeriesThumbnailPlugin:
             "PendingChanges": self.worker.pending(),
         }
 
-    def serve_status(self, output: Any, uri: str, **request: Any) -> None:
-        if request.get("method") != "GET":
-            output.SendMethodNotAllowed("GET")
-            return
-        output.AnswerBuffer(json.dumps(self.status(), indent=2), "application/json")
+    def thumbnail(self, request: Request) -> Response:
+        """`GET /series/{id}/thumbnail`."""
+        return self.service.handle(request.method, request.group, request.get, request.headers)
 
-    def serve_thumbnail(self, output: Any, uri: str, **request: Any) -> None:
-        """`GET /series/{id}/thumbnail`; every failure becomes a JSON error, never a 500."""
-        try:
-            groups = request.get("groups") or ("",)
-            response = self.service.handle(
-                str(request.get("method", "")),
-                str(groups[0]),
-                request.get("get") or {},
-                request.get("headers") or {},
-            )
-            _send(output, response)
-        except Exception as error:
-            self._orthanc.LogError(f"series-thumbnail: cannot answer {uri}: {error!r}")
-            body = json.dumps({"HttpStatus": 503, "Message": f"thumbnail unavailable: {error!r}"})
-            output.SendHttpStatus(503, body, len(body))
-
-
-def _send(output: Any, response: Response) -> None:
-    if response.status == 405:
-        output.SendMethodNotAllowed("GET")
-        return
-    for key, value in response.headers.items():
-        output.SetHttpHeader(key, value)
-    if response.status == 200:
-        output.AnswerBuffer(response.body, response.content_type)
-    elif not response.body:
-        output.SendHttpStatusCode(response.status)
-    else:
-        # Orthanc 1.10's SendHttpStatus takes the body as str plus its length in bytes.
-        output.SetHttpHeader("Content-Type", response.content_type)
-        output.SendHttpStatus(response.status, response.body.decode(), len(response.body))
+    def register_routes(self) -> None:
+        self.host.register_route(STATUS_ROUTE, status_handler(self.status), NAME)
+        self.host.register_route(THUMBNAIL_ROUTE, self.thumbnail, NAME)
 
 
 def create(orthanc: ModuleType, orthanc_config: Mapping[str, Any]) -> SeriesThumbnailPlugin:
     """Validate the configuration, register the REST routes and return the plugin."""
     plugin = SeriesThumbnailPlugin(orthanc, parse(orthanc_config))
     warm_up()
-    orthanc.RegisterRestCallback(STATUS_ROUTE, plugin.serve_status)
-    orthanc.RegisterRestCallback(THUMBNAIL_ROUTE, plugin.serve_thumbnail)
+    plugin.register_routes()
     return plugin

@@ -14,7 +14,7 @@ from typing import Literal
 
 from PIL import Image
 
-from .host import Host, RestError
+from ._kit import HostError, OrthancHost, quote_id
 
 ImageFormat = Literal["jpeg", "png"]
 MIME_TYPES: dict[ImageFormat, str] = {"jpeg": "image/jpeg", "png": "image/png"}
@@ -46,11 +46,11 @@ def warm_up() -> None:
     Image.preinit()
 
 
-def render(host: Host, spec: RenderSpec) -> bytes:
+def render(host: OrthancHost, spec: RenderSpec) -> bytes:
     """Fetch Orthanc's rendering and scale it so its longer side is `spec.size`."""
     try:
         rendered = host.get(rendered_uri(spec.instance_id, spec.frame))
-    except RestError:
+    except HostError:
         raise NotDisplayable(explain_failure(host, spec.instance_id)) from None
     try:
         return scale_and_encode(rendered, spec)
@@ -61,8 +61,8 @@ def render(host: Host, spec: RenderSpec) -> bytes:
 def rendered_uri(instance_id: str, frame: int) -> str:
     """Orthanc's windowed rendering of one frame; `/rendered` alone is frame 0 in every version."""
     if frame == 0:
-        return f"/instances/{instance_id}/rendered"
-    return f"/instances/{instance_id}/frames/{frame}/rendered"
+        return f"/instances/{quote_id(instance_id)}/rendered"
+    return f"/instances/{quote_id(instance_id)}/frames/{frame}/rendered"
 
 
 def scale_and_encode(rendered: bytes, spec: RenderSpec) -> bytes:
@@ -102,7 +102,7 @@ _SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
 _UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
 
 
-def explain_failure(host: Host, instance_id: str) -> str:
+def explain_failure(host: OrthancHost, instance_id: str) -> str:
     """Why Orthanc could not render an instance, from its metadata (the REST error says nothing)."""
     sop_class = _metadata(host, instance_id, "SopClassUid")
     transfer_syntax = _metadata(host, instance_id, "TransferSyntax")
@@ -120,17 +120,19 @@ def explain_failure(host: Host, instance_id: str) -> str:
     return f"Orthanc cannot render the pixel data (SOP class {sop_class or 'unknown'})"
 
 
-def _metadata(host: Host, instance_id: str, name: str) -> str:
+def _metadata(host: OrthancHost, instance_id: str, name: str) -> str:
     try:
-        return host.get(f"/instances/{instance_id}/metadata/{name}").decode(errors="replace")
-    except RestError:
+        return host.get(f"/instances/{quote_id(instance_id)}/metadata/{name}").decode(
+            errors="replace"
+        )
+    except HostError:
         return ""
 
 
-def _has_pixel_data(host: Host, instance_id: str) -> bool:
+def _has_pixel_data(host: OrthancHost, instance_id: str) -> bool:
     # PixelDataOffset is recorded on ingest since Orthanc 1.9.1; without the list, assume pixels.
     try:
-        names = host.get(f"/instances/{instance_id}/metadata").decode()
-    except (RestError, UnicodeDecodeError):
+        names = host.get(f"/instances/{quote_id(instance_id)}/metadata").decode()
+    except (HostError, UnicodeDecodeError):
         return True
     return "PixelDataOffset" in names

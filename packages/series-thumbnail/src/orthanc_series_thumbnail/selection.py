@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .host import Host, RestError, get_json
+from ._kit import HostError, NotFound, OrthancHost, quote_id
 from .ordering import (
     Choice,
     SliceInfo,
@@ -60,7 +60,7 @@ class _Memo:
 class ThumbnailSelector:
     """Finds (and remembers) the middle instance and frame of a series."""
 
-    def __init__(self, host: Host, metadata_name: str) -> None:
+    def __init__(self, host: OrthancHost, metadata_name: str) -> None:
         self._host = host
         self._metadata_uri = "/series/{}/metadata/" + metadata_name
         self._memo: OrderedDict[str, _Memo] = OrderedDict()
@@ -73,8 +73,8 @@ class ThumbnailSelector:
     def series_state(self, series_id: str) -> SeriesState:
         """Read the series' instance list and stability; UnknownSeries when Orthanc has none."""
         try:
-            series = get_json(self._host, f"/series/{series_id}")
-        except RestError as error:
+            series = self._host.get_json(f"/series/{quote_id(series_id)}")
+        except NotFound as error:
             raise UnknownSeries(series_id) from error
         instances = series.get("Instances") or []
         if not instances:
@@ -120,8 +120,8 @@ class ThumbnailSelector:
             while len(self._cleared) > _MEMO_ENTRIES:
                 self._cleared.popitem(last=False)
         # Nothing stored, or the series is gone: both fine.
-        with contextlib.suppress(RestError):
-            self._host.delete(self._metadata_uri.format(series_id))
+        with contextlib.suppress(HostError):
+            self._host.delete(self._metadata_uri.format(quote_id(series_id)))
 
     def series_of_chosen_instance(self, instance_id: str) -> str | None:
         """The series whose remembered choice is this instance, if any."""
@@ -131,8 +131,8 @@ class ThumbnailSelector:
     def compute(self, series_id: str) -> Choice:
         """Order the series' slices and take the middle one."""
         try:
-            instances = get_json(self._host, f"/series/{series_id}/instances")
-        except RestError as error:
+            instances = self._host.get_json(f"/series/{quote_id(series_id)}/instances")
+        except HostError as error:
             raise UnknownSeries(series_id) from error
         if not instances:
             raise UnknownSeries(series_id)
@@ -150,10 +150,10 @@ class ThumbnailSelector:
         tags: dict[str, dict[str, Any]] = {}
         for s in slices:
             try:
-                tags[s.instance_id] = get_json(
-                    self._host, f"/instances/{s.instance_id}/simplified-tags"
+                tags[s.instance_id] = self._host.get_json(
+                    f"/instances/{quote_id(s.instance_id)}/simplified-tags"
                 )
-            except RestError:
+            except HostError:
                 return None
         for date_key, time_key in _TIME_TAGS:
 
@@ -167,14 +167,16 @@ class ThumbnailSelector:
 
     def _persisted_choice(self, state: SeriesState, fingerprint: str) -> Choice | None:
         try:
-            instance_id = self._host.get(self._metadata_uri.format(state.series_id)).decode()
-        except (RestError, UnicodeDecodeError):
+            instance_id = self._host.get(
+                self._metadata_uri.format(quote_id(state.series_id))
+            ).decode()
+        except (HostError, UnicodeDecodeError):
             return None
         if instance_id not in state.instance_ids:
             return None
         try:
-            instance: Any = get_json(self._host, f"/instances/{instance_id}")
-        except RestError:
+            instance: Any = self._host.get_json(f"/instances/{quote_id(instance_id)}")
+        except HostError:
             return None
         info = slice_info(instance_id, instance.get("MainDicomTags") or {})
         choice = Choice(instance_id, info.frames // 2)
@@ -184,8 +186,10 @@ class ThumbnailSelector:
     def _persist(self, series_id: str, fingerprint: str, choice: Choice) -> None:
         persisted = True
         try:
-            self._host.put(self._metadata_uri.format(series_id), choice.instance_id.encode())
-        except RestError as error:
+            self._host.put(
+                self._metadata_uri.format(quote_id(series_id)), choice.instance_id.encode()
+            )
+        except HostError as error:
             persisted = False
             self._host.log_warning(
                 f"series-thumbnail: cannot store the choice of series {series_id}: {error}"

@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from http import HTTPStatus
 
+from ._kit import OrthancHost, Response, error_response, method_not_allowed
 from .cache import RenderCache, Rendered
 from .config import SeriesThumbnailConfig
-from .host import Host
 from .http_rules import BadRequest, cache_control, etag, matches_if_none_match, parse_query
 from .ordering import Choice
 from .rendering import MIME_TYPES, ImageFormat, NotDisplayable, RenderSpec, render
 from .selection import ThumbnailSelector, UnknownSeries
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
-    """What to answer: the glue turns it into RestOutput calls."""
-
-    status: int
-    body: bytes = b""
-    content_type: str = ""
-    headers: dict[str, str] = field(default_factory=dict)
-
-
 class ThumbnailService:
     """Answers `GET /series/{id}/thumbnail` and keeps the choice and the bytes cached."""
 
-    def __init__(self, host: Host, config: SeriesThumbnailConfig) -> None:
+    def __init__(self, host: OrthancHost, config: SeriesThumbnailConfig) -> None:
         self._host = host
         self._config = config
         self.selector = ThumbnailSelector(host, config.metadata_name)
@@ -47,23 +35,21 @@ class ThumbnailService:
                 f"series-thumbnail: unexpected error for series {series_id}: {error!r}\n"
                 + traceback.format_exc()
             )
-            return error_response(
-                HTTPStatus.SERVICE_UNAVAILABLE, f"thumbnail unavailable: {error!r}", series_id
-            )
+            return _error(HTTPStatus.SERVICE_UNAVAILABLE, "thumbnail unavailable now", series_id)
 
     def _handle(
         self, method: str, series_id: str, get: Mapping[str, str], headers: Mapping[str, str]
     ) -> Response:
         if method != "GET":
-            return error_response(HTTPStatus.METHOD_NOT_ALLOWED, "only GET is allowed", series_id)
+            return method_not_allowed("GET")
         try:
             query = parse_query(get, headers, self._config.default_size)
         except BadRequest as error:
-            return error_response(HTTPStatus.BAD_REQUEST, str(error), series_id)
+            return _error(HTTPStatus.BAD_REQUEST, str(error), series_id)
         try:
             choice = self.selector.choose(self.selector.series_state(series_id))
         except UnknownSeries:
-            return error_response(HTTPStatus.NOT_FOUND, "unknown series", series_id)
+            return _error(HTTPStatus.NOT_FOUND, "unknown series", series_id)
         spec = self._spec(choice, query.size, query.image_format)
         validator = etag(spec)
         caching = {"ETag": validator, "Cache-Control": cache_control(self._config.max_age_seconds)}
@@ -72,7 +58,7 @@ class ThumbnailService:
             return Response(HTTPStatus.NOT_MODIFIED, headers=caching)
         rendered = self.rendered(spec)
         if rendered.body is None:
-            return error_response(
+            return _error(
                 HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"no thumbnail: {rendered.refusal}", series_id
             )
         return Response(HTTPStatus.OK, rendered.body, MIME_TYPES[spec.image_format], caching)
@@ -115,12 +101,5 @@ class ThumbnailService:
         )
 
 
-def error_response(status: HTTPStatus, message: str, series_id: str) -> Response:
-    """A JSON error body shaped like Orthanc's own."""
-    body = {
-        "HttpError": status.phrase,
-        "HttpStatus": int(status),
-        "Message": message,
-        "Series": series_id,
-    }
-    return Response(int(status), json.dumps(body).encode(), "application/json")
+def _error(status: HTTPStatus, message: str, series_id: str) -> Response:
+    return error_response(int(status), message, Series=series_id)

@@ -7,8 +7,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from enum import Enum
 
-from .host import Host
-from .priority import lower_own_priority
+from ._kit import BackgroundThread, OrthancHost
 
 _STOP_TIMEOUT_SECONDS = 5.0
 
@@ -23,7 +22,7 @@ class ChangeWorker:
 
     def __init__(
         self,
-        host: Host,
+        host: OrthancHost,
         on_changed: Callable[[str], None],
         on_stable: Callable[[str], None],
         on_instance_deleted: Callable[[str], None],
@@ -37,8 +36,7 @@ class ChangeWorker:
         self._series: OrderedDict[str, list[SeriesTask]] = OrderedDict()
         self._deleted_instances: list[str] = []
         self._condition = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._stopping = False
+        self._thread = BackgroundThread(host, "series-thumbnail", self._run)
         self._busy = False
 
     def series_changed(self, series_id: str) -> None:
@@ -58,23 +56,15 @@ class ChangeWorker:
             self._condition.notify()
 
     def start(self) -> None:
-        with self._condition:
-            if self._thread is not None:
-                return
-            self._stopping = False
-            self._thread = threading.Thread(
-                target=self._run, name="series-thumbnail-worker", daemon=True
-            )
-            self._thread.start()
+        self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
         """Stop after the current task; pending work is dropped (metadata heals on next request)."""
+        return self._thread.stop(_STOP_TIMEOUT_SECONDS, wake=self._wake)
+
+    def _wake(self) -> None:
         with self._condition:
-            thread, self._thread = self._thread, None
-            self._stopping = True
-            self._condition.notify()
-        if thread is not None:
-            thread.join(_STOP_TIMEOUT_SECONDS)
+            self._condition.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until no work is pending (for tests and benchmarks)."""
@@ -95,15 +85,15 @@ class ChangeWorker:
             self._condition.notify()
 
     def _run(self) -> None:
-        lower_own_priority()
+        stopping = self._thread.stopping
         while True:
             with self._condition:
                 self._busy = False
                 self._condition.notify_all()
                 self._condition.wait_for(
-                    lambda: self._stopping or bool(self._series) or bool(self._deleted_instances)
+                    lambda: stopping.is_set() or bool(self._series) or bool(self._deleted_instances)
                 )
-                if self._stopping:
+                if stopping.is_set():
                     return
                 self._busy = True
                 deleted, self._deleted_instances = self._deleted_instances, []

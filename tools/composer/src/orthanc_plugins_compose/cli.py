@@ -97,7 +97,3 @@ def _write_atomically(path: Path, text: str) -> None:
     except BaseException:
         os.unlink(temporary)
         raise
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,8 +7,7 @@ import threading
 import uuid
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -116,11 +115,6 @@ class Archive:
         self._log: list[Change] = []
         self._last_seq = 0
         self._pending: deque[PendingChange] = deque()
-
-    @contextmanager
-    def locked(self) -> Iterator[None]:
-        with self._lock:
-            yield
 
     # ---- reading
 

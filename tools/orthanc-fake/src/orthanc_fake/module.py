@@ -22,7 +22,12 @@ from .enums import ChangeType, ErrorCode, InstanceOrigin, ResourceType
 from .errors import OrthancException, orthanc_error
 from .metadata import MetadataNames
 from .rest import BuiltInRestApi
-from .rest_output import FakeDicomInstance, FakeRestOutput, check_arguments
+from .rest_output import (
+    FakeDicomInstance,
+    FakeRestOutput,
+    FakeRestOutputSince42,
+    check_arguments,
+)
 
 RestCallback = Callable[..., None]
 OnChangeCallback = Callable[[int, int, str], None]
@@ -66,10 +71,18 @@ class FakeOrthanc:
         *,
         started: bool = True,
         clock: Clock | None = None,
+        send_http_status_takes_size: bool = True,
     ) -> None:
-        """`started=False` mimics script initialisation, when the REST API is not usable yet."""
+        """`started=False` mimics script initialisation, when the REST API is not usable yet.
+
+        `send_http_status_takes_size=False` answers like Python plugin 4.2 and later, whose
+        `RestOutput.SendHttpStatus` takes (status, body) instead of 4.0's (status, text, size).
+        """
         self.configuration: dict[str, Any] = dict(configuration or {})
         self.started = started
+        self._output_class = (
+            FakeRestOutput if send_http_status_takes_size else FakeRestOutputSince42
+        )
         self.logs: list[LogRecord] = []
         self.metrics: dict[str, tuple[float, int]] = {}
         self.global_properties: dict[int, str] = {}
@@ -256,7 +269,7 @@ class FakeOrthanc:
         path, _, query_text = uri.partition("?")
         arguments = {**dict(parse_qsl(query_text, keep_blank_values=True)), **(get or {})}
         lower_headers = {key.lower(): value for key, value in (headers or {}).items()}
-        output = FakeRestOutput()
+        output = self._output_class()
         found = self._find_route(path)
         if found is None:
             output.SendHttpStatusCode(404)
@@ -324,7 +337,7 @@ class FakeOrthanc:
         if found is None:
             return None
         route, groups = found
-        output = FakeRestOutput()
+        output = self._output_class()
         request = self._request(
             method, groups, {}, dict(parse_qsl(query_text, keep_blank_values=True)), body
         )

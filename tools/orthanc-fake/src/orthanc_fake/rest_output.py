@@ -126,6 +126,14 @@ def _encode_image(
     return output.getvalue()
 
 
+class FakeRestOutputSince42(FakeRestOutput):
+    """RestOutput of Python plugin 4.2 and later, whose SendHttpStatus takes (status, body)."""
+
+    def SendHttpStatus(self, status: int, body: bytes) -> None:  # type: ignore[override]
+        check_arguments(isinstance(status, int) and isinstance(body, bytes | bytearray), 2)
+        self._answer(status, bytes(body))
+
+
 class FakeDicomInstance:
     """What the on-stored-instance callback receives."""
 

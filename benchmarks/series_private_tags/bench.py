@@ -17,7 +17,7 @@ instance carrying three configured private tags. Three comparisons:
 Writes results.json and results.md into --output and prints the Markdown table; exits 1 when a
 target is missed.
 
-    .venv/bin/python tools/benchmarks/series_private_tags/bench.py [--series 10000] [--output DIR]
+    .venv/bin/python benchmarks/series_private_tags/bench.py [--series 10000] [--output DIR]
 """
 
 from __future__ import annotations
@@ -36,12 +36,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "tools" / "benchmarks"))
 
-from dicom_events.bench import EMPTY_ENTRY, EMPTY_ENTRY_ROUTE  # noqa: E402
-
+from benchmarks.dicom_events.bench import EMPTY_ENTRY, EMPTY_ENTRY_ROUTE  # noqa: E402
 from integration.harness.orthanc import OrthancServer  # noqa: E402
 from integration.harness.processes import wait_until  # noqa: E402
 from orthanc_fake.dicom import PrivateBlock, make_instance  # noqa: E402

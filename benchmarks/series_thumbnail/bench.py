@@ -10,7 +10,7 @@ the thumbnail, so that machine noise hits both alike. Three scenarios:
 
 Writes results.json and results.md into --output and prints the Markdown table.
 
-    .venv/bin/python tools/benchmarks/series_thumbnail/bench.py [--requests 60] [--output DIR]
+    .venv/bin/python benchmarks/series_thumbnail/bench.py [--requests 60] [--output DIR]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import numpy as np
 import requests
 from pydicom.uid import generate_uid
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from integration.harness.orthanc import OrthancServer  # noqa: E402

@@ -1,6 +1,6 @@
 """Benchmarks of orthanc-dicom-events, each with its baseline measured side by side in one run.
 
-    .venv/bin/python tools/benchmarks/dicom_events/bench.py [--instances 2000] [--rounds 3]
+    .venv/bin/python benchmarks/dicom_events/bench.py [--instances 2000] [--rounds 3]
         [--catch-up 20000]
         [--latency-seconds 60] [--rate 50] [--only ingest|catch-up|latency] [--output DIR]
 
@@ -38,7 +38,7 @@ from typing import Any
 from pydicom.uid import generate_uid
 
 # Run as a script from anywhere: the harness lives in the repository's `integration` package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from integration.harness.interfaces import Orthanc, RabbitMQ
 from integration.harness.providers import select_provider

@@ -1,6 +1,6 @@
 """Where ingest time goes: REST ingest into Orthancs that differ by one plugin at a time.
 
-    .venv/bin/python tools/benchmarks/ingest_attribution/bench.py [--instances 1000]
+    .venv/bin/python benchmarks/ingest_attribution/bench.py [--instances 1000]
         [--rounds 3] [--per-series 100] [--threads 4] [--variants none,empty,...] [--output DIR]
 
 Variants, all running at once and fed in alternating rounds (the machine's drift is larger than
@@ -23,10 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Run as a script from anywhere: the imports below are relative to the repository's root.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from dicom_events.bench import (
+from benchmarks.dicom_events.bench import (
     ALL_EVENTS,
     EMPTY_ENTRY,
     EMPTY_ENTRY_ROUTE,
@@ -36,7 +36,6 @@ from dicom_events.bench import (
     rabbit_section,
     upload_rest,
 )
-
 from integration.harness.interfaces import Orthanc, RabbitMQ
 from integration.harness.providers import select_provider
 
