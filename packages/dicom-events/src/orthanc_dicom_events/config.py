@@ -14,19 +14,18 @@ from enum import Enum
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from ._kit import (
+    ConfigurationError,
+    config_bool,
+    config_object,
+    config_strings,
+    reject_unknown_keys,
+)
+
 SECTION = "DicomEvents"
 ORIGINS = ("UNKNOWN", "DICOM_PROTOCOL", "REST_API", "PLUGIN", "LUA", "WEB_DAV")
 _SNS_TOPIC_ARN = re.compile(r"^arn:aws[\w-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
 _TAG_GROUP_ELEMENT = re.compile(r"^[0-9A-Fa-f]{4},[0-9A-Fa-f]{4}$")
-
-
-class ConfigurationError(ValueError):
-    """An invalid configuration value; the message names the key path and the value seen."""
-
-    def __init__(self, path: str, value: object, problem: str) -> None:
-        self.path = path
-        self.value = value
-        super().__init__(f"{path}: {problem} (value seen: {value!r})")
 
 
 class BrokerType(Enum):
@@ -108,21 +107,25 @@ _TAG_LISTS = {
     "StableStudyPublishTags": "stable_study_tags",
     "StablePatientPublishTags": "stable_patient_tags",
 }
-_SECTION_KEYS = {
-    "Events",
-    "Broker",
-    "Source",
-    "ReplayFromStart",
-    "ShutdownFlushSeconds",
-    "StateDirectory",
-    "BatchWindowMs",
-}
-_EVENT_KEYS = {
-    *_EVENT_FLAGS,
-    *_TAG_LISTS,
-    "StoredInstanceThrottleMs",
-    "StoredInstanceSkipOrigin",
-}
+_SECTION_KEYS = frozenset(
+    {
+        "Events",
+        "Broker",
+        "Source",
+        "ReplayFromStart",
+        "ShutdownFlushSeconds",
+        "StateDirectory",
+        "BatchWindowMs",
+    }
+)
+_EVENT_KEYS = frozenset(
+    {
+        *_EVENT_FLAGS,
+        *_TAG_LISTS,
+        "StoredInstanceThrottleMs",
+        "StoredInstanceSkipOrigin",
+    }
+)
 
 
 def mask_url_password(url: str) -> str:
@@ -149,13 +152,11 @@ def mask_secrets(text: str, config: DicomEventsConfig) -> str:
 
 def parse(orthanc_config: Mapping[str, Any]) -> DicomEventsConfig:
     """Validate the `DicomEvents` section of a parsed Orthanc configuration."""
-    section = _mapping(orthanc_config.get(SECTION), SECTION, required=True)
-    for key in section:
-        if key not in _SECTION_KEYS:
-            raise ConfigurationError(f"{SECTION}.{key}", section[key], "unknown key")
+    section = config_object(orthanc_config.get(SECTION), SECTION, required=True)
+    reject_unknown_keys(section, SECTION, _SECTION_KEYS)
     known_tags = _known_tag_names(orthanc_config)
-    events = _parse_events(_mapping(section.get("Events"), f"{SECTION}.Events"), known_tags)
-    broker = _mapping(section.get("Broker"), f"{SECTION}.Broker", required=True)
+    events = _parse_events(config_object(section.get("Events"), f"{SECTION}.Events"), known_tags)
+    broker = config_object(section.get("Broker"), f"{SECTION}.Broker", required=True)
     broker_type = _parse_broker_type(broker.get("Type"))
     rabbitmq = sns = None
     if broker_type is BrokerType.RABBITMQ:
@@ -168,7 +169,7 @@ def parse(orthanc_config: Mapping[str, Any]) -> DicomEventsConfig:
         rabbitmq=rabbitmq,
         sns=sns,
         source=_parse_source(section.get("Source"), orthanc_config.get("Name")),
-        replay_from_start=_bool(
+        replay_from_start=config_bool(
             section.get("ReplayFromStart", False), f"{SECTION}.ReplayFromStart"
         ),
         shutdown_flush_seconds=_parse_flush_seconds(section.get("ShutdownFlushSeconds", 5)),
@@ -217,12 +218,10 @@ def _parse_state_directory(raw: object, orthanc_config: Mapping[str, Any]) -> st
 
 def _parse_events(raw: Mapping[str, Any], known_tags: frozenset[str]) -> EventSelection:
     path = f"{SECTION}.Events"
-    for key in raw:
-        if key not in _EVENT_KEYS:
-            raise ConfigurationError(f"{path}.{key}", raw[key], "unknown key")
+    reject_unknown_keys(raw, path, _EVENT_KEYS)
     values: dict[str, Any] = {}
     for key, attribute in _EVENT_FLAGS.items():
-        values[attribute] = _bool(raw.get(key, False), f"{path}.{key}")
+        values[attribute] = config_bool(raw.get(key, False), f"{path}.{key}")
     for key, attribute in _TAG_LISTS.items():
         values[attribute] = _tag_names(raw.get(key, []), f"{path}.{key}", known_tags)
     throttle = raw.get("StoredInstanceThrottleMs", 0)
@@ -231,7 +230,9 @@ def _parse_events(raw: Mapping[str, Any], known_tags: frozenset[str]) -> EventSe
             f"{path}.StoredInstanceThrottleMs", throttle, "expected an integer >= 0"
         )
     values["stored_instance_throttle_ms"] = throttle
-    skip = _strings(raw.get("StoredInstanceSkipOrigin", []), f"{path}.StoredInstanceSkipOrigin")
+    skip = config_strings(
+        raw.get("StoredInstanceSkipOrigin", []), f"{path}.StoredInstanceSkipOrigin"
+    )
     for index, origin in enumerate(skip):
         if origin not in ORIGINS:
             raise ConfigurationError(
@@ -253,7 +254,7 @@ def _parse_broker_type(raw: object) -> BrokerType:
 
 def _parse_rabbit(raw: object) -> RabbitConfig:
     path = f"{SECTION}.Broker.RabbitConfig"
-    section = _mapping(raw, path, required=True)
+    section = config_object(raw, path, required=True)
     url = section.get("URL")
     if not isinstance(url, str) or not url:
         raise ConfigurationError(f"{path}.URL", url, "expected an amqp:// or amqps:// URL")
@@ -270,9 +271,7 @@ def _parse_rabbit(raw: object) -> RabbitConfig:
         raise ConfigurationError(f"{path}.{key}", tls[key], "TLS files need an amqps:// URL")
     if tls["KeyFile"] and not tls["CertFile"]:
         raise ConfigurationError(f"{path}.CertFile", None, "KeyFile needs CertFile")
-    for key in section:
-        if key not in ("URL", "Exchange", *_TLS_KEYS):
-            raise ConfigurationError(f"{path}.{key}", section[key], "unknown key")
+    reject_unknown_keys(section, path, frozenset({"URL", "Exchange", *_TLS_KEYS}))
     return RabbitConfig(
         url=url,
         exchange=exchange,
@@ -295,7 +294,7 @@ def _optional_file(raw: object, path: str) -> str | None:
 
 def _parse_sns(raw: object) -> SnsConfig:
     path = f"{SECTION}.Broker.SNSConfig"
-    section = _mapping(raw, path, required=True)
+    section = config_object(raw, path, required=True)
     arn = section.get("TopicArn")
     if not isinstance(arn, str) or not _SNS_TOPIC_ARN.match(arn):
         raise ConfigurationError(f"{path}.TopicArn", arn, "expected an SNS topic ARN")
@@ -307,9 +306,7 @@ def _parse_sns(raw: object) -> SnsConfig:
         not isinstance(endpoint, str) or urlsplit(endpoint).scheme not in ("http", "https")
     ):
         raise ConfigurationError(f"{path}.EndpointUrl", endpoint, "expected an http(s) URL")
-    for key in section:
-        if key not in ("TopicArn", "Region", "EndpointUrl"):
-            raise ConfigurationError(f"{path}.{key}", section[key], "unknown key")
+    reject_unknown_keys(section, path, frozenset({"TopicArn", "Region", "EndpointUrl"}))
     return SnsConfig(topic_arn=arn, region=region, endpoint_url=endpoint)
 
 
@@ -327,7 +324,7 @@ def _known_tag_names(orthanc_config: Mapping[str, Any]) -> frozenset[str]:
 
 
 def _tag_names(raw: object, path: str, known: frozenset[str]) -> tuple[str, ...]:
-    names = _strings(raw, path)
+    names = config_strings(raw, path)
     for index, name in enumerate(names):
         if name not in known and not _TAG_GROUP_ELEMENT.match(name):
             raise ConfigurationError(
@@ -336,23 +333,3 @@ def _tag_names(raw: object, path: str, known: frozenset[str]) -> tuple[str, ...]
                 "unknown tag name (not in the DICOM dictionary nor in Orthanc's Dictionary)",
             )
     return tuple(names)
-
-
-def _mapping(raw: object, path: str, *, required: bool = False) -> Mapping[str, Any]:
-    if raw is None and not required:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise ConfigurationError(path, raw, "expected a JSON object")
-    return raw
-
-
-def _bool(raw: object, path: str) -> bool:
-    if not isinstance(raw, bool):
-        raise ConfigurationError(path, raw, "expected true or false")
-    return raw
-
-
-def _strings(raw: object, path: str) -> list[str]:
-    if not isinstance(raw, list) or not all(isinstance(item, str) and item for item in raw):
-        raise ConfigurationError(path, raw, "expected a list of non-empty strings")
-    return list(raw)

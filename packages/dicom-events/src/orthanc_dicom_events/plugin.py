@@ -1,14 +1,7 @@
 """The plugin object Orthanc (or a composed entry file) drives; the only module touching `orthanc`.
 
-Contract shared by every plugin of this project:
-
-    create(orthanc, orthanc_config) -> plugin
-
-`orthanc` is the module Orthanc's Python plugin provides (or the test fake); `orthanc_config` is
-Orthanc's parsed configuration (`json.loads(orthanc.GetConfiguration())`). `create` validates the
-plugin's section (raising `ConfigurationError` on a bad value), registers the plugin's REST routes
-and returns an object whose `on_change(change_type, level, resource_id)` and
-`on_stored_instance(dicom, instance_id)` attributes are the callbacks it needs (None when unused).
+Implements the contract every plugin of this repository shares (`create(orthanc, orthanc_config)`,
+see "Plugin contract" in the repository README); everything Orthanc-specific goes through `_kit`.
 """
 
 from __future__ import annotations

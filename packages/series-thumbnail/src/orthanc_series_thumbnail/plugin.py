@@ -1,12 +1,7 @@
 """The plugin object Orthanc (or a composed entry) drives: the only module that touches `orthanc`.
 
-Contract shared by every plugin of this project:
-
-    create(orthanc, orthanc_config) -> plugin
-
-`create` validates the configuration (raising `ConfigurationError` on a bad value), registers the
-plugin's REST routes and returns an object whose `on_change(change_type, level, resource_id)` and
-`on_stored_instance(dicom, instance_id)` attributes are the callbacks it needs (None when unused).
+Implements the contract every plugin of this repository shares (`create(orthanc, orthanc_config)`,
+see "Plugin contract" in the repository README); everything Orthanc-specific goes through `_kit`.
 """
 
 from __future__ import annotations
