@@ -387,3 +387,87 @@ def test_the_batch_window_holds_a_lone_change_at_most_that_long(setup: Setup) ->
     wait_for(lambda: len(publisher.events) == 1, what="1 event")
     elapsed = time.monotonic() - started
     assert 0.3 <= elapsed < 2.0
+
+
+def test_a_failing_first_read_resumes_from_the_stored_cursor_not_from_zero(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, plugin, publisher = setup(StoredInstance=True)
+    _store(fake, 2, series="4.1")
+    wait_for(lambda: len(publisher.events) == 2, what="2 events")
+    plugin.stop()
+    fake.started = False
+    _store(fake, 1, series="4.2")  # recorded while the plugin is not running
+    failures = {"left": 2}
+    real_get = fake.RestApiGet
+
+    def flaky_get(uri: str) -> bytes:
+        if uri == "/changes?last" and failures["left"]:
+            failures["left"] -= 1
+            raise fake.OrthancException(11, "Database is locked")  # a transient error
+        return real_get(uri)
+
+    monkeypatch.setattr(fake, "RestApiGet", flaky_get)
+    second = MemoryPublisher()
+    setup(fake=fake, publisher=second, StoredInstance=True)
+    wait_for(lambda: len(second.events) == 1, what="the change recorded while stopped")
+    time.sleep(0.2)
+    assert len(second.events) == 1  # never the 2 published before the restart again
+    assert failures["left"] == 0
+
+
+def test_a_corrupt_state_file_is_retried_and_reported_until_it_opens(
+    setup: Setup, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    spool_file = state / "dicom-events.sqlite"
+    spool_file.write_bytes(b"this is not an SQLite database" * 100)
+    config = base_config(StoredInstance=True, DeletedSeries=True)
+    config["DicomEvents"].update({"StateDirectory": str(state), "ShutdownFlushSeconds": 2})
+    fake = FakeOrthanc(config, started=False)
+    plugin = create(fake, config)
+    plugin.worker._publisher_factory = MemoryPublisher
+    fake.RegisterOnChangeCallback(plugin.on_change)
+    fake.start()
+    try:
+        wait_for(
+            lambda: plugin.status_counters.snapshot().start_failures >= 1, what="a failed start"
+        )
+        answer = fake.call_route("GET", "/dicom-events/status")
+        assert answer.status == 503
+        assert answer.json()["Broker"]["State"] == "failed"
+        assert "cannot start the publisher" in answer.json()["Broker"]["LastError"]
+        spool_file.unlink()  # the operator moves the broken file away
+        assert plugin.worker.ready.wait(15)
+        assert fake.call_route("GET", "/dicom-events/status").status == 200
+    finally:
+        plugin.stop()
+
+
+def test_private_creator_is_published_as_one_value_or_a_list(setup: Setup) -> None:
+    from orthanc_fake import PrivateBlock
+
+    fake, _, publisher = setup(
+        StoredInstance=True, StoredInstancePublishTags=["PrivateCreator", "PatientName"]
+    )
+    one = make_instance(
+        sop_uid="5.1.1",
+        private_blocks=[PrivateBlock(0x0055, "MATTERHORN_Prvt_Tags", {0x11: ("LO", "Q")})],
+    )
+    two = make_instance(
+        sop_uid="5.1.2",
+        private_blocks=[
+            PrivateBlock(0x0055, "MATTERHORN_Prvt_Tags", {0x11: ("LO", "Q")}),
+            PrivateBlock(0x0029, "SIEMENS CSA HEADER", {0x08: ("CS", "IMAGE NUM 4")}),
+        ],
+    )
+    none = make_instance(sop_uid="5.1.3")
+    for instance in (one, two, none):
+        fake.store(instance)
+    fake.deliver_pending_changes()
+    wait_for(lambda: len(publisher.events) == 3, what="3 events")
+    tags = [envelope["data"]["tags"] for envelope in _envelopes(publisher)]
+    assert tags[0]["PrivateCreator"] == "MATTERHORN_Prvt_Tags"
+    assert tags[1]["PrivateCreator"] == ["SIEMENS CSA HEADER", "MATTERHORN_Prvt_Tags"]
+    assert "PrivateCreator" not in tags[2]

@@ -287,3 +287,25 @@ def test_every_plugin_package_gets_the_kit_and_an_entry() -> None:
     for path, text in generate.expected_files(generate.discover()).items():
         assert text.startswith("# DO NOT EDIT: generated from tools/plugin-kit/")
         assert path.read_text() == text, f"{path} is stale: run {generate.COMMAND}"
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("amqp://guest:pw@host:5672/", "amqp://guest:***@host:5672/"),
+        ("amqps:/user:pw@host", "amqps:/user:***@host"),
+        ("amqp://u:p@ss@host/v", "amqp://u:***@host/v"),
+        ("a amqps://a:b@c and amqp://d:e@f/", "a amqps://a:***@c and amqp://d:***@f/"),
+        ("amqp://host/ has no password", "amqp://host/ has no password"),
+    ],
+)
+def test_url_passwords_are_masked_in_any_form(text: str, masked: str) -> None:
+    assert kit.mask_url_credentials(text) == masked
+
+
+def test_configuration_errors_never_show_a_secret() -> None:
+    assert "hunter2" not in str(kit.ConfigurationError("A.Password", "hunter2", "unknown key"))
+    assert "hunter2" not in str(kit.ConfigurationError("A.ApiToken", "hunter2", "unknown key"))
+    error = kit.ConfigurationError("A.URL", "amqps:/u:hunter2@h", "expected an amqp:// URL")
+    assert "hunter2" not in str(error)
+    assert "amqps:/u:***@h" in str(error)

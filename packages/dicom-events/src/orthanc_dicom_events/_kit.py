@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,13 +27,31 @@ OrthancModule = Any
 # ---------------------------------------------------------------------------------- configuration
 
 
+# Credentials in a URL, however many slashes follow the scheme (`amqps:/user:pass@host` too).
+_URL_CREDENTIALS = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*:/*)(?P<user>[^/@:\s'\"]*):[^/\s'\"]*@"
+)
+_SECRET_KEY = re.compile(r"pass(word)?|secret|token|credential", re.IGNORECASE)
+
+
+def mask_url_credentials(text: str) -> str:
+    """`text` with the password of every URL in it replaced by `***`."""
+    return _URL_CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", text)
+
+
 class ConfigurationError(ValueError):
-    """An invalid configuration value; the message names the key path and the value seen."""
+    """An invalid configuration value; the message names the key path and the value seen.
+
+    The value is shown as `***` when the key names a secret, and URL passwords are masked: the
+    message goes to Orthanc's log.
+    """
 
     def __init__(self, path: str, value: object, problem: str) -> None:
         self.path = path
         self.value = value
-        super().__init__(f"{path}: {problem} (value seen: {value!r})")
+        key = path.rsplit(".", 1)[-1]
+        seen = "***" if _SECRET_KEY.search(key) else mask_url_credentials(repr(value))
+        super().__init__(f"{path}: {problem} (value seen: {seen})")
 
 
 def config_object(raw: object, path: str, *, required: bool = False) -> Mapping[str, Any]:

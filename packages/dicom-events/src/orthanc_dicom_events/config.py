@@ -19,8 +19,10 @@ from ._kit import (
     config_bool,
     config_object,
     config_strings,
+    mask_url_credentials,
     reject_unknown_keys,
 )
+from .tags import PRIVATE_CREATOR
 
 SECTION = "DicomEvents"
 ORIGINS = ("UNKNOWN", "DICOM_PROTOCOL", "REST_API", "PLUGIN", "LUA", "WEB_DAV")
@@ -130,22 +132,16 @@ _EVENT_KEYS = frozenset(
 
 def mask_url_password(url: str) -> str:
     """The URL with its password replaced by `***`, for logs and status pages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
+    return mask_url_credentials(url)
 
 
 def mask_secrets(text: str, config: DicomEventsConfig) -> str:
     """`text` without the broker password, whatever form it appears in."""
+    text = mask_url_credentials(text)
     rabbit = config.rabbitmq
-    if rabbit is None:
-        return text
-    text = text.replace(rabbit.url, mask_url_password(rabbit.url))
-    password = urlsplit(rabbit.url).password
+    password = urlsplit(rabbit.url).password if rabbit is not None else None
     if password:
+        # A password may also appear alone (pika quotes credentials in some errors).
         text = text.replace(password, "***")
     return text
 
@@ -260,8 +256,7 @@ def _parse_rabbit(raw: object) -> RabbitConfig:
         raise ConfigurationError(f"{path}.URL", url, "expected an amqp:// or amqps:// URL")
     parts = urlsplit(url)
     if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
-        masked = mask_url_password(url) if isinstance(url, str) else url
-        raise ConfigurationError(f"{path}.URL", masked, "expected an amqp:// or amqps:// URL")
+        raise ConfigurationError(f"{path}.URL", url, "expected an amqp:// or amqps:// URL")
     exchange = section.get("Exchange")
     if not isinstance(exchange, str) or not exchange.strip():
         raise ConfigurationError(f"{path}.Exchange", exchange, "expected a non-empty exchange name")
@@ -320,7 +315,7 @@ def _known_tag_names(orthanc_config: Mapping[str, Any]) -> frozenset[str]:
         for entry in private.values():
             if isinstance(entry, list) and len(entry) >= 2 and isinstance(entry[1], str):
                 declared.add(entry[1])
-    return frozenset(keyword_dict) | frozenset(declared)
+    return frozenset(keyword_dict) | frozenset(declared) | {PRIVATE_CREATOR}
 
 
 def _tag_names(raw: object, path: str, known: frozenset[str]) -> tuple[str, ...]:

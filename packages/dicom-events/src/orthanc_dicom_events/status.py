@@ -19,6 +19,7 @@ class Counters:
     published: int = 0
     failed_attempts: int = 0
     unroutable: int = 0
+    start_failures: int = 0
     last_error: str | None = None
 
 
@@ -60,6 +61,7 @@ def as_json(counters: Counters) -> dict[str, Any]:
         "Published": counters.published,
         "Failed": counters.failed_attempts,
         "Unroutable": counters.unroutable,
+        "StartFailures": counters.start_failures,
         "LastError": counters.last_error,
     }
 
@@ -70,6 +72,7 @@ def metrics(counters: Counters) -> dict[str, float]:
         METRIC_PREFIX + "published_total": counters.published,
         METRIC_PREFIX + "failed_total": counters.failed_attempts,
         METRIC_PREFIX + "unroutable_total": counters.unroutable,
+        METRIC_PREFIX + "start_failures_total": counters.start_failures,
         METRIC_PREFIX + "backlog": backlog(counters),
         METRIC_PREFIX + "last_published_sequence": counters.last_published_seq,
         METRIC_PREFIX + "broker_connected": 1.0 if counters.broker_state == "connected" else 0.0,

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+PRIVATE_CREATOR = "PrivateCreator"  # Orthanc's name for every private creator element
 _GROUP_ELEMENT = re.compile(r"^([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})$")
 _TEXT_PADDING = " \x00"
 _DEFAULT_CHARSET = "ISO_IR 6"
@@ -32,6 +33,11 @@ def select_instance_tags(
     charset = _charset(full_tags)
     selected: dict[str, Any] = {}
     for name in wanted:
+        if name == PRIVATE_CREATOR:
+            creators = _private_creators(full_tags)
+            if creators:
+                selected[name] = creators[0] if len(creators) == 1 else creators
+            continue
         key = _key_for(name, by_name)
         entry = full_tags.get(key) if key else None
         if not isinstance(entry, Mapping):
@@ -61,6 +67,17 @@ def decode_text(raw: bytes, charset: str) -> str:
     codes = [code.strip() for code in charset.split("\\") if code.strip()] or [_DEFAULT_CHARSET]
     text: str = decode_bytes(raw, convert_encodings(codes), set())
     return text.rstrip(_TEXT_PADDING)
+
+
+def _private_creators(full_tags: Mapping[str, Any]) -> list[str]:
+    """Every private creator value of the instance's top level, in tag order."""
+    return [
+        str(entry["Value"])
+        for _, entry in sorted(full_tags.items())
+        if isinstance(entry, Mapping)
+        and entry.get("Name") == PRIVATE_CREATOR
+        and isinstance(entry.get("Value"), str)
+    ]
 
 
 def _key_for(name: str, by_name: Mapping[str, str]) -> str | None:

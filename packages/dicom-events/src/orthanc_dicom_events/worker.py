@@ -101,6 +101,7 @@ class EventWorker:
         self._saved_cursor = 0
         self._saved_at = float("-inf")
         self._read_pos = 0
+        self._cursor_known = False
 
     # -- called from Orthanc's threads: no I/O here ---------------------------------------------
 
@@ -122,7 +123,7 @@ class EventWorker:
             self._open_cursor()
         except Exception as error:
             self._host.log_error(f"dicom-events: cannot read the change log: {self._mask(error)}")
-            # The thread tries again; changes are only ever skipped on the very first start.
+            # The thread tries again, from the stored cursor once it can be read.
         self._thread.start()
 
     def stop(self) -> bool:
@@ -135,9 +136,43 @@ class EventWorker:
     # -- the publisher thread -------------------------------------------------------------------
 
     def _run(self) -> None:
+        opened = self._open_until_ready()
+        if opened is None:
+            return  # stopped before it could start
+        reader, builder, publisher, spool = opened
         try:
-            spool = Spool(self._config.state_directory) if self._tracks_deletions else None
-            if not self.identity:
+            self._loop(reader, builder, publisher, spool)
+        finally:
+            publisher.close()
+            if spool is not None:
+                spool.close()
+
+    def _open_until_ready(
+        self,
+    ) -> tuple[ResourceReader, EventBuilder, Publisher, Spool | None] | None:
+        """Open the spool, the cursor and the publisher, retrying with backoff until it works.
+
+        A corrupt or unwritable state file or a transient Orthanc error is reported in the status
+        route (503 until ready) and retried; the thread never ends while Orthanc runs.
+        """
+        backoff = Backoff()
+        while not self._stopping.is_set():
+            try:
+                return self._open()
+            except Exception as error:
+                delay = backoff.next_delay()
+                message = f"cannot start the publisher: {self._mask(error)}"
+                self._host.log_error(f"dicom-events: {message}; retrying in {delay:.1f} s")
+                self._status.add(start_failures=1)
+                self._status.update(broker_state="failed", last_error=message)
+                self._report()
+                self._stopping.wait(delay)
+        return None
+
+    def _open(self) -> tuple[ResourceReader, EventBuilder, Publisher, Spool | None]:
+        spool = Spool(self._config.state_directory) if self._tracks_deletions else None
+        try:
+            if not self._cursor_known:
                 self._open_cursor()
             reader = ResourceReader(self._host)
             builder = EventBuilder(
@@ -148,17 +183,13 @@ class EventWorker:
                 self._clock,
             )
             publisher = self._publisher_factory()
-            self.ready.set()
-        except Exception as error:  # reported, Orthanc keeps running
-            self._host.log_error(f"dicom-events: cannot start the publisher: {self._mask(error)}")
-            self._status.update(broker_state="failed", last_error=self._mask(error))
-            return
-        try:
-            self._loop(reader, builder, publisher, spool)
-        finally:
-            publisher.close()
+        except BaseException:
             if spool is not None:
                 spool.close()
+            raise
+        self._status.update(broker_state="starting", last_error=None)
+        self.ready.set()
+        return reader, builder, publisher, spool
 
     def _loop(
         self,
@@ -228,6 +259,8 @@ class EventWorker:
         self._host.set_global_property(CURSOR_PROPERTY, str(cursor))
         self._saved_at = self._clock()
         self._status.update(last_published_seq=cursor, log_end_seq=end)
+        # Only now: a start that failed half-way must not publish from position 0.
+        self._cursor_known = True
 
     def _log_end(self) -> int:
         return int(self._host.get_json("/changes?last")["Last"])

@@ -1,0 +1,113 @@
+"""orthanc-dicom-events under faults a careful operator meets: a broken state file, secrets in odd
+places, the configuration example of the README."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom.uid import generate_uid
+
+from integration.conftest import REPO_ROOT, OrthancFactory
+from integration.harness.interfaces import RabbitMQ
+from integration.harness.rabbitmq import consume
+from integration.tests.test_dicom_events import instance_bytes, rabbit_config
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "s3cret-never-logged-5512"
+
+
+def test_a_corrupt_state_file_answers_503_then_the_publisher_recovers(
+    orthanc_factory: OrthancFactory, rabbitmq: RabbitMQ, tmp_path: Path
+) -> None:
+    state = tmp_path / "events-state"
+    state.mkdir()
+    spool_file = state / "dicom-events.sqlite"
+    spool_file.write_bytes(b"not an SQLite database " * 200)
+    exchange = f"faults-{uuid.uuid4().hex[:8]}"
+    config = rabbit_config(rabbitmq.url_for_orthanc, exchange, {"StoredInstance": True})
+    config["DicomEvents"]["Events"]["DeletedSeries"] = True
+    config["DicomEvents"]["StateDirectory"] = str(state)
+    orthanc = orthanc_factory(["dicom-events"], config, start=False)
+    orthanc.ready_statuses = {200, 503}
+    orthanc.start()
+    answer = orthanc.client.get("/dicom-events/status")
+    assert answer.status_code == 503, answer.text
+    broker = answer.json()["Broker"]
+    assert broker["State"] == "failed"
+    assert broker["StartFailures"] >= 1
+    assert "cannot start the publisher" in broker["LastError"]
+    with consume(rabbitmq.url, exchange) as collector:
+        orthanc.upload_file(instance_bytes(generate_uid(), generate_uid()))
+        spool_file.unlink()  # the operator moves the broken file away; no restart needed
+        deadline = time.monotonic() + 20
+        while orthanc.client.get("/dicom-events/status").status_code != 200:
+            assert time.monotonic() < deadline, orthanc.log_tail(40)
+            time.sleep(0.2)
+        (message,) = collector.wait_for(1, timeout=15)
+    assert message.body["type"] == "dicom.instance.stored"
+
+
+@pytest.mark.parametrize(
+    ("rabbit_section", "path"),
+    [
+        (
+            {"URL": f"amqps:/orthanc:{SECRET}@broker.example", "Exchange": "x"},
+            "DicomEvents.Broker.RabbitConfig.URL",
+        ),
+        (
+            {"URL": "amqp://broker.example/", "Exchange": "x", "Password": SECRET},
+            "DicomEvents.Broker.RabbitConfig.Password",
+        ),
+        (
+            {"URL": f"amqp://orthanc:{SECRET}@broker.example/", "Exchange": "x", "Pass": SECRET},
+            "DicomEvents.Broker.RabbitConfig.Pass",
+        ),
+    ],
+)
+def test_secrets_never_reach_the_log_whatever_the_url_form_or_key(
+    orthanc_factory: OrthancFactory, rabbit_section: dict[str, Any], path: str
+) -> None:
+    config = rabbit_config("amqp://guest:guest@127.0.0.1:1/", "x", {"StoredInstance": True})
+    config["DicomEvents"]["Broker"]["RabbitConfig"] = rabbit_section
+    orthanc = orthanc_factory(["dicom-events"], config, start=False)
+    returncode, log = orthanc.start_expecting_failure()
+    assert returncode != 0
+    assert path in log  # the key path of the refused value is named
+    assert SECRET not in log
+    assert SECRET not in orthanc.log_text()
+
+
+def readme_seed_configuration() -> dict[str, Any]:
+    """The "Seed configuration" block of the repository README, comments removed."""
+    text = (REPO_ROOT / "README.md").read_text()
+    block = text.split("### Seed configuration", 1)[1].split("```jsonc", 1)[1].split("```", 1)[0]
+    without_comments = re.sub(r"\s//[^\n]*", "", block)  # not the // of a URL
+    seed: dict[str, Any] = json.loads(without_comments)
+    return seed
+
+
+def test_the_readme_seed_configuration_starts_and_publishes_the_private_creator(
+    orthanc_factory: OrthancFactory, rabbitmq: RabbitMQ
+) -> None:
+    config = copy.deepcopy(readme_seed_configuration())
+    exchange = f"seed-{uuid.uuid4().hex[:8]}"
+    config["DicomEvents"]["Broker"]["RabbitConfig"] = {
+        "URL": rabbitmq.url_for_orthanc,
+        "Exchange": exchange,
+    }
+    config["DicomEvents"]["Events"]["StoredInstanceSkipOrigin"] = []  # the test uploads by REST
+    config["StableAge"] = 1
+    plugins = ["dicom-events", "series-private-tags", "series-thumbnail"]
+    orthanc = orthanc_factory(plugins, config)
+    with consume(rabbitmq.url, exchange, "dicom.instance.stored") as collector:
+        orthanc.upload_file(instance_bytes(generate_uid(), generate_uid(), private=True))
+        (message,) = collector.wait_for(1, timeout=15)
+    assert message.body["data"]["tags"]["PrivateCreator"] == "MATTERHORN_Prvt_Tags"
