@@ -13,7 +13,11 @@ import contextlib
 import json
 import os
 import re
+import ssl
 import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -196,6 +200,7 @@ class OrthancHost:
             for name, default in (("UNKNOWN_RESOURCE", 17), ("INEXISTENT_ITEM", 7))
         )
         self.closed = False
+        self._revisions: _Loopback | None = None
 
     # -- REST
 
@@ -225,6 +230,55 @@ class OrthancHost:
         if answer is None:
             return b""
         return answer if isinstance(answer, bytes) else str(answer).encode()
+
+    # -- metadata, with Orthanc's revisions
+
+    def put_metadata(self, uri: str, value: bytes) -> None:
+        """Write one metadata item (`/{level}/{id}/metadata/{name}`), whatever its revision.
+
+        With `"CheckRevisions": true` Orthanc refuses to overwrite or delete metadata without the
+        current revision in `If-Match`, which its internal API cannot carry: the write then goes
+        through Orthanc's own HTTP server on loopback (authorised by a plugin token), retried
+        when another writer got in between.
+        """
+        if not self._checks_revisions():
+            self.put(uri, value)
+            return
+        self._with_revision("PUT", uri, value)
+
+    def delete_metadata(self, uri: str) -> None:
+        """Delete one metadata item; `NotFound` when there is none."""
+        if not self._checks_revisions():
+            self.delete(uri)
+            return
+        self._with_revision("DELETE", uri, None)
+
+    def _checks_revisions(self) -> bool:
+        if self._revisions is None:
+            self._check_open()
+            configuration = json.loads(self._orthanc.GetConfiguration())
+            self._revisions = _Loopback(self._orthanc, configuration)
+        return self._revisions.enabled
+
+    def _with_revision(self, method: str, uri: str, value: bytes | None) -> None:
+        assert self._revisions is not None
+        self._check_open()
+        for attempt in range(REVISION_ATTEMPTS):
+            status, headers, _ = self._revisions.call("GET", uri)
+            if status == 404 and method == "DELETE":
+                raise NotFound(f"DELETE {uri}: no such metadata", 17)
+            # Orthanc wants its whole ETag back (`"<revision>-<md5>"`), not the revision alone.
+            etag = headers.get("etag") if status == 200 else None
+            extra = {"If-Match": etag} if etag else {}
+            status, _, body = self._revisions.call(method, uri, value, extra)
+            if 200 <= status < 300:
+                return
+            if status == 404:
+                raise NotFound(f"{method} {uri}: unknown resource", 17)
+            if status != 409:
+                raise HostError(self._redact(f"{method} {uri}: HTTP {status} {body[:200]!r}"))
+            time.sleep(0.01 * (attempt + 1))  # another writer won: read its revision, try again
+        raise HostError(f"{method} {uri}: revision conflict after {REVISION_ATTEMPTS} attempts")
 
     # -- global properties and metrics
 
@@ -271,6 +325,50 @@ class OrthancHost:
     def _check_open(self) -> None:
         if self.closed:
             raise HostError("Orthanc is stopping")
+
+
+REVISION_ATTEMPTS = 10
+
+
+class _Loopback:
+    """Orthanc's own HTTP server on 127.0.0.1, for the calls its internal API cannot express."""
+
+    def __init__(self, orthanc: OrthancModule, configuration: Mapping[str, Any]) -> None:
+        self.enabled = bool(configuration.get("CheckRevisions", False))
+        secure = bool(configuration.get("SslEnabled", False))
+        port = configuration.get("HttpPort", 8042)
+        self._base = f"{'https' if secure else 'http'}://127.0.0.1:{port}"
+        self._context: ssl.SSLContext | None = None
+        if secure:  # our own server on loopback, whatever name its certificate carries
+            self._context = ssl.create_default_context()
+            self._context.check_hostname = False
+            self._context.verify_mode = ssl.CERT_NONE
+        generate = getattr(orthanc, "GenerateRestApiAuthorizationToken", None)
+        self._token = str(generate()) if self.enabled and generate is not None else None
+
+    def call(
+        self,
+        method: str,
+        uri: str,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        request = urllib.request.Request(  # noqa: S310 - always http(s)://127.0.0.1
+            self._base + uri, data=body, method=method, headers=dict(headers or {})
+        )
+        if self._token:
+            request.add_header("Authorization", self._token)
+        try:
+            with urllib.request.urlopen(request, timeout=30, context=self._context) as answer:  # noqa: S310
+                return answer.status, _lower_keys(answer.headers), answer.read()
+        except urllib.error.HTTPError as error:
+            return error.code, _lower_keys(error.headers), error.read()
+        except OSError as error:
+            raise HostError(f"{method} {uri} through Orthanc's HTTP server: {error}") from None
+
+
+def _lower_keys(headers: Any) -> dict[str, str]:
+    return {str(key).lower(): str(value) for key, value in headers.items()}
 
 
 # ------------------------------------------------------------------------------------ HTTP answers

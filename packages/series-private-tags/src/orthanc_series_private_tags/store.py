@@ -102,7 +102,7 @@ class SeriesTagStore:
     def write(self, series_id: str, values: SeriesValues) -> SeriesEntry:
         """Store the values as the series' metadata, then mirror them; NotFound if it is gone."""
         entry = self._entry(values)
-        self._host.put(self._metadata_uri(series_id), to_metadata(entry.values).encode())
+        self._host.put_metadata(self._metadata_uri(series_id), to_metadata(entry.values).encode())
         with self._lock:
             self._generation += 1
             self._entries[series_id] = entry

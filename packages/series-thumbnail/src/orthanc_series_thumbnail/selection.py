@@ -121,7 +121,7 @@ class ThumbnailSelector:
                 self._cleared.popitem(last=False)
         # Nothing stored, or the series is gone: both fine.
         with contextlib.suppress(HostError):
-            self._host.delete(self._metadata_uri.format(quote_id(series_id)))
+            self._host.delete_metadata(self._metadata_uri.format(quote_id(series_id)))
 
     def series_of_chosen_instance(self, instance_id: str) -> str | None:
         """The series whose remembered choice is this instance, if any."""
@@ -186,7 +186,7 @@ class ThumbnailSelector:
     def _persist(self, series_id: str, fingerprint: str, choice: Choice) -> None:
         persisted = True
         try:
-            self._host.put(
+            self._host.put_metadata(
                 self._metadata_uri.format(quote_id(series_id)), choice.instance_id.encode()
             )
         except HostError as error:
