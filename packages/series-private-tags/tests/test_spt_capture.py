@@ -261,3 +261,57 @@ def test_files_are_read_from_the_storage_folder_when_it_is_the_built_in_one(
     assert not [uri for uri in gets if uri.endswith("/file")]
     assert plugin.status()["DirectFileReads"] == 1
     assert metadata(fake, stored.series_id) == {"QueueID": "from disk"}
+
+
+def test_one_failing_read_costs_only_its_instance_which_is_captured_later(
+    orthanc_and_plugin: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, plugin = orthanc_and_plugin
+    monkeypatch.setattr("orthanc_series_private_tags.worker.RETRY_FIRST_SECONDS", 0.0)
+    files = [
+        instance(f"1.9.{30 + n}", f"1.9.{30 + n}.1", {0x11: ("UT", f"queue-{n}")}) for n in range(3)
+    ]
+    ids = [fake.store(data).instance_id for data in files]
+    broken = {f"/instances/{ids[1]}/file": 2}  # the second instance fails twice, then reads
+    real_get = fake.RestApiGet
+
+    def get(uri: str) -> bytes:
+        if broken.get(uri):
+            broken[uri] -= 1
+            raise fake.OrthancException(11, "Database is locked")
+        return real_get(uri)
+
+    monkeypatch.setattr(fake, "RestApiGet", get)
+    plugin.worker.files = None  # through Orthanc's REST API only
+    fake.deliver_pending_changes()
+    plugin.worker.run_pending()  # one batch of three: the failure stays with its instance
+    assert metadata(fake, series_of(fake, ids[0])) == {"QueueID": "queue-0"}
+    assert metadata(fake, series_of(fake, ids[2])) == {"QueueID": "queue-2"}
+    for _ in range(3):  # the retries come due at once here
+        plugin.worker.run_pending()
+    assert metadata(fake, series_of(fake, ids[1])) == {"QueueID": "queue-1"}
+    assert broken[f"/instances/{ids[1]}/file"] == 0
+    assert any("to capture again" in message for message in fake.log_messages("warning"))
+
+
+def test_an_instance_that_never_reads_is_given_up_with_a_pointer_to_reconstruct(
+    orthanc_and_plugin: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, plugin = orthanc_and_plugin
+    monkeypatch.setattr("orthanc_series_private_tags.worker.RETRY_FIRST_SECONDS", 0.0)
+    stored = fake.store(instance("1.9.40", "1.9.40.1", {0x11: ("UT", "never")})).instance_id
+    real_get = fake.RestApiGet
+
+    def get(uri: str) -> bytes:
+        if uri == f"/instances/{stored}/file":
+            raise fake.OrthancException(13, "Inexistent file")
+        return real_get(uri)
+
+    monkeypatch.setattr(fake, "RestApiGet", get)
+    plugin.worker.files = None
+    fake.deliver_pending_changes()
+    for _ in range(10):
+        plugin.worker.run_pending()
+    errors = fake.log_messages("error")
+    assert any("not captured after 5 attempts" in e and "reconstruct" in e for e in errors)
+    assert plugin.worker.pending_changes() == 0

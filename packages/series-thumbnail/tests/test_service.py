@@ -235,11 +235,6 @@ def test_multiframe_instance_middle_frame(thumbnails: Thumbnails) -> None:
     assert f"GET /instances/{stored.instance_ids[0]}/frames/2/rendered" in thumbnails.rest.calls
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="orthanc-fake has no /instances/{id}/frames/{n}/rendered route yet (Orthanc has)",
-)
 def test_multiframe_thumbnail_shows_the_middle_frame(thumbnails: Thumbnails) -> None:
     stored = store(thumbnails.fake, [multiframe(Series(), 0, [30, 60, 90, 120, 150])])
     response = thumbnails.plugin.service.handle("GET", stored.series_id, {"format": "png"}, {})
@@ -265,16 +260,7 @@ def test_rgb_keeps_its_colour(thumbnails: Thumbnails) -> None:
         (structured_report, "Structured Report"),
         (encapsulated_pdf, "Encapsulated PDF"),
         (lambda series: without_pixel_data(series, SEGMENTATION), "no pixel data"),
-        pytest.param(
-            jpeg_2000_ct,
-            "transfer syntax 1.2.840.10008.1.2.4.90",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="orthanc-fake does not record the PixelDataOffset metadata that Orthanc "
-                ">= 1.9.1 records on ingest, so the plugin explains 'no pixel data'",
-            ),
-        ),
+        (jpeg_2000_ct, "transfer syntax 1.2.840.10008.1.2.4.90"),
     ],
     ids=["sr", "pdf", "no-pixel-data", "jpeg-2000"],
 )

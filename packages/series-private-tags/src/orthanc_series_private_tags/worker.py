@@ -9,9 +9,9 @@ so that live ingest never waits long behind it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +33,11 @@ WARM_UP_CHUNK = 200
 CAPTURE_BATCH = 250
 BATCH_WINDOW_SECONDS = 0.1
 BULK_CONTENT = "/tools/bulk-content"
+# An instance Orthanc could not serve (a transient error, a file missing from the storage) is tried
+# again later, alone, this many times in all; a batch never fails as a whole.
+CAPTURE_ATTEMPTS = 5
+RETRY_FIRST_SECONDS = 0.5
+RETRY_MAX_SECONDS = 30.0
 
 
 class Event(Enum):
@@ -75,6 +80,8 @@ class Worker:
         self._wakeup = threading.Condition()
         self._changes: deque[_Change] = deque()
         self._to_warm_up: deque[str] = deque()
+        self._attempts: dict[str, int] = {}  # instance -> failed captures so far
+        self._deferred: list[tuple[float, str]] = []  # (due time, instance) to capture again
         self._thread = BackgroundThread(host, "series-private-tags", self._run)
         self.captured_instances = 0
         self.skipped_instances = 0
@@ -122,14 +129,53 @@ class Worker:
         while True:
             with self._wakeup:
                 if not self._has_work():
-                    self._wakeup.wait_for(lambda: stopping.is_set() or self._has_work())
+                    self._wakeup.wait_for(
+                        lambda: stopping.is_set() or self._has_work(), self._next_retry_in()
+                    )
                     self._wakeup.wait_for(stopping.is_set, BATCH_WINDOW_SECONDS)
                 if stopping.is_set():
                     return
             self.run_pending(max_items=WARM_UP_CHUNK)
 
     def _has_work(self) -> bool:
+        self._requeue_due_retries()
         return bool(self._changes or self._to_warm_up) or self.reconstruction.is_running()
+
+    def _next_retry_in(self) -> float | None:
+        if not self._deferred:
+            return None
+        return max(0.0, min(due for due, _ in self._deferred) - time.monotonic())
+
+    def _requeue_due_retries(self) -> None:
+        """Move the instances whose retry is due back to the queue (caller holds the lock)."""
+        if not self._deferred:
+            return
+        now = time.monotonic()
+        due = [instance for when, instance in self._deferred if when <= now]
+        if due:
+            self._deferred = [(when, i) for when, i in self._deferred if when > now]
+            self._changes.extend(_Change(Event.INSTANCE_STORED, i) for i in due)
+
+    def _capture_later(self, instance_ids: list[str], error: Exception) -> None:
+        """Orthanc could not serve these instances now: try each again later, a few times."""
+        now = time.monotonic()
+        with self._wakeup:
+            for instance_id in instance_ids:
+                attempts = self._attempts.get(instance_id, 0) + 1
+                if attempts >= CAPTURE_ATTEMPTS:
+                    self._attempts.pop(instance_id, None)
+                    self._host.log_error(
+                        f"series-private-tags: instance {instance_id} not captured after"
+                        f" {attempts} attempts ({error}); POST /with-private-tags/reconstruct"
+                        " fills its series later"
+                    )
+                    continue
+                self._attempts[instance_id] = attempts
+                delay = min(RETRY_FIRST_SECONDS * 2 ** (attempts - 1), RETRY_MAX_SECONDS)
+                self._deferred.append((now + delay, instance_id))
+        self._host.log_warning(
+            f"series-private-tags: {len(instance_ids)} instance(s) to capture again: {error}"
+        )
 
     def open_storage(self) -> None:
         """Decide whether stored files can be read directly (see storage.py)."""
@@ -150,6 +196,7 @@ class Worker:
             with self._wakeup:
                 if self._thread.stopping.is_set() and self._thread.running:
                     break
+                self._requeue_due_retries()
                 change = self._changes.popleft() if self._changes else None
                 stored: list[str] = []
                 while change is not None and change.event is Event.INSTANCE_STORED:
@@ -194,13 +241,27 @@ class Worker:
             self._store.metadata_changed(change.resource_id)
 
     def _capture_all(self, instance_ids: list[str]) -> None:
-        """Read the instances of series still missing a tag, in order; one write per series."""
+        """Read the instances of series still missing a tag, in order; one write per series.
+
+        What Orthanc cannot serve now is captured again later, instance by instance: one
+        failing call never costs the rest of the batch.
+        """
+        try:
+            instances = self._series_of(instance_ids)
+        except HostError as error:
+            self._capture_later(instance_ids, error)
+            return
         merged: dict[str, SeriesValues] = {}
-        for instance in self._series_of(instance_ids):
+        read_for: dict[str, list[str]] = {}
+        for instance in instances:
             series_id = instance.series_id
             values = merged.get(series_id)
-            if values is None:
-                values = self._store.get(series_id).values
+            try:
+                if values is None:
+                    values = self._store.get(series_id).values
+            except HostError as error:
+                self._capture_later([instance.instance_id], error)
+                continue
             if is_complete(values, self._tags):
                 self.skipped_instances += 1  # every tag known: no DICOM read
                 continue
@@ -212,12 +273,21 @@ class Worker:
                 message = f"series-private-tags: instance {instance.instance_id}: {error}"
                 self._host.log_warning(message)
                 continue
+            except HostError as error:
+                self._capture_later([instance.instance_id], error)
+                continue
             self.captured_instances += 1
+            self._attempts.pop(instance.instance_id, None)
             merged[series_id] = merge(values, found, self._tags)
+            read_for.setdefault(series_id, []).append(instance.instance_id)
         for series_id, values in merged.items():
-            if values != self._store.get(series_id).values:
-                with contextlib.suppress(NotFound):  # the series is gone: nothing to keep
+            try:
+                if values != self._store.get(series_id).values:
                     self._store.write(series_id, values)
+            except NotFound:
+                continue  # the series is gone: nothing to keep
+            except HostError as error:
+                self._capture_later(read_for[series_id], error)
 
     def _series_of(self, instance_ids: list[str]) -> list[_NewInstance]:
         """The instances still stored, with their series (and file), in the given order."""

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from . import enums
 from .enums import ChangeType, ErrorCode, InstanceOrigin, ResourceType
@@ -26,6 +28,7 @@ HIERARCHY = (ResourceType.PATIENT, ResourceType.STUDY, ResourceType.SERIES, Reso
 DICOM_IDENTIFIERS = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
 # Changes the core signals to plugins but does not keep in /changes.
 UNLOGGED_CHANGES = frozenset({ChangeType.NEW_CHILD_INSTANCE, ChangeType.DELETED})
+PIXEL_DATA = 0x7FE00010
 
 
 def orthanc_timestamp(moment: datetime) -> str:
@@ -173,7 +176,7 @@ class Archive:
     # ---- writing
 
     def store(self, data: bytes, arrival: Arrival) -> StoreResult:
-        dataset = _parse(data)
+        dataset, pixel_data_offset = _parse(data)
         identifiers = [str(dataset.get(keyword, "")).strip() for keyword in DICOM_IDENTIFIERS]
         if not all(identifiers[1:]):
             raise orthanc_error(ErrorCode.BAD_FILE_FORMAT)
@@ -191,7 +194,7 @@ class Archive:
             instance.file = StoredFile(
                 data, dataset, str(uuid.uuid4()), arrival.origin, arrival.remote_aet or ""
             )
-            instance.metadata = _instance_metadata(dataset, arrival, now)
+            instance.metadata = _instance_metadata(dataset, arrival, now, pixel_data_offset)
             self._touch_ancestors(ids, arrival, now)
             # Orthanc logs the new resources bottom-up, then signals NEW_CHILD_INSTANCE upwards.
             for level in reversed(created):
@@ -319,21 +322,41 @@ class Archive:
         self._pending.append(PendingChange(change_type, level, resource_id))
 
 
-def _parse(data: bytes) -> Dataset:
+def _parse(data: bytes) -> tuple[Dataset, int | None]:
+    """The dataset, and where its pixel data element starts in `data` (None if not recorded)."""
     try:
         # Orthanc accepts values that break VR rules silently; pydicom would warn on first access,
         # so every element is converted here, once, with those warnings muted.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             dataset = pydicom.dcmread(io.BytesIO(data))
+            offset = _pixel_data_offset(dataset)  # before conversion drops the file positions
             for _ in dataset.iterall():
                 pass
-        return dataset
+        return dataset, offset
     except (InvalidDicomError, EOFError, ValueError) as error:
         raise orthanc_error(ErrorCode.BAD_FILE_FORMAT) from error
 
 
-def _instance_metadata(dataset: Dataset, arrival: Arrival, now: str) -> dict[int, str]:
+def _pixel_data_offset(dataset: Dataset) -> int | None:
+    """The `PixelDataOffset` metadata of Orthanc >= 1.9.1: the file offset of the top-level
+    (7FE0,0010) element's tag, as measured on 1.10.1 (its stream reader skips sequences, so pixel
+    data nested in e.g. IconImageSequence does not count). Orthanc's reader does not inflate
+    deflated files, so they get none.
+    """
+    if dataset.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+        return None
+    element = dataset.get_item(PIXEL_DATA, keep_deferred=True)
+    if not isinstance(element, RawDataElement):
+        return None
+    # Tag (4) and length (4), plus VR (2) and 2 reserved bytes in explicit VR: OB/OW/UN are long.
+    header = 8 if element.is_implicit_VR else 12
+    return element.value_tell - header
+
+
+def _instance_metadata(
+    dataset: Dataset, arrival: Arrival, now: str, pixel_data_offset: int | None
+) -> dict[int, str]:
     values: dict[str, str] = {
         "ReceptionDate": now,
         "RemoteAET": arrival.remote_aet or "",
@@ -350,4 +373,6 @@ def _instance_metadata(dataset: Dataset, arrival: Arrival, now: str) -> dict[int
         values["HttpUsername"] = ""
     if arrival.origin == InstanceOrigin.DICOM_PROTOCOL:
         values["CalledAET"] = arrival.called_aet or "ORTHANC"
+    if pixel_data_offset is not None:
+        values["PixelDataOffset"] = str(pixel_data_offset)
     return dict(sorted((SYSTEM_METADATA[name], value) for name, value in values.items()))

@@ -279,8 +279,19 @@ class BuiltInRestApi:
         return as_json(answer)
 
     def get_image(self, request: Request) -> Answer:
+        """`/instances/{id}/preview` and `/rendered`: frame 0."""
         dataset = self.archive.instance_file(request.match.group(1)).dataset
         return rendering.render(dataset, request.match.group(2), request.query)
+
+    def list_frames(self, request: Request) -> Answer:
+        dataset = self.archive.instance_file(request.match.group(1)).dataset
+        return as_json(list(range(rendering.number_of_frames(dataset))))
+
+    def get_frame_image(self, request: Request) -> Answer:
+        """`/instances/{id}/frames/{n}/preview` and `/rendered`."""
+        dataset = self.archive.instance_file(request.match.group(1)).dataset
+        frame = rendering.frame_index(request.match.group(2))
+        return rendering.render(dataset, request.match.group(3), request.query, frame)
 
 
 def _int_argument(query: Query, name: str, default: int) -> int:
@@ -320,6 +331,8 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     _route("GET", f"/instances/{ID}/tags", Api.get_tags),
     _route("GET", f"/instances/{ID}/simplified-tags", Api.get_simplified_tags),
     _route("GET", f"/instances/{ID}/(preview|rendered)", Api.get_image),
+    _route("GET", f"/instances/{ID}/frames", Api.list_frames),
+    _route("GET", f"/instances/{ID}/frames/{ID}/(preview|rendered)", Api.get_frame_image),
     _route("GET", f"/{LEVELS}/{ID}/(patient|study|series|studies|instances)", Api.get_related),
     _route("POST", "/tools/bulk-content", Api.bulk_content),
 ]
