@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom
 import pytest
 import requests
 from PIL import Image
@@ -225,6 +226,42 @@ def test_choice_changes_after_an_instance_is_added_and_the_series_is_stable_agai
     wait_for_metadata(orthanc, series_id, instance_of_slice(orthanc, series_id, 3))
     after = thumbnail(orthanc, series_id, params={"format": "png"})
     assert slice_shown(after.content) == 3
+    assert after.headers["ETag"] != before.headers["ETag"]
+
+
+def with_pixels_of(dicom: bytes, slice_index: int) -> bytes:
+    """The same instance (same UIDs) showing another slice's pixel value."""
+    dataset = pydicom.dcmread(io.BytesIO(dicom))
+    pixels = np.full((dataset.Rows, dataset.Columns), hounsfield(slice_index) + 1024, np.int16)
+    dataset.PixelData = pixels.tobytes()
+    out = io.BytesIO()
+    dataset.save_as(out)
+    return out.getvalue()
+
+
+def test_an_instance_overwritten_in_place_gets_a_new_etag_and_its_new_pixels(
+    orthanc_factory: OrthancFactory,
+) -> None:
+    orthanc = orthanc_factory(
+        plugins=["series-thumbnail"], config={**CONFIG, "OverwriteInstances": True}
+    )
+    files = ct_slices(3)
+    series_id = upload(orthanc, files, shuffle=False)
+    before = thumbnail(orthanc, series_id, params={"format": "png"})
+    assert slice_shown(before.content) == 1
+    orthanc.upload_file(with_pixels_of(files[1], 9))  # same instance ID, other pixels
+    deadline = time.monotonic() + 10
+    while True:
+        after = thumbnail(
+            orthanc,
+            series_id,
+            params={"format": "png"},
+            headers={"If-None-Match": before.headers["ETag"]},
+        )
+        if after.status_code == 200 and slice_shown(after.content) == 9:
+            break
+        assert time.monotonic() < deadline, (after.status_code, after.headers)
+        time.sleep(0.1)
     assert after.headers["ETag"] != before.headers["ETag"]
 
 

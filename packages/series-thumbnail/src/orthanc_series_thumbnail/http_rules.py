@@ -68,7 +68,7 @@ def etag(spec: RenderSpec) -> str:
     quality = spec.jpeg_quality if spec.image_format == "jpeg" else 0
     key = (
         f"{RENDERING_VERSION}|{spec.instance_id}|{spec.frame}|{spec.size}|"
-        f"{spec.image_format}|{quality}"
+        f"{spec.image_format}|{quality}|{spec.content_id}"
     )
     return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'
 

@@ -26,6 +26,8 @@ class Choice:
 
     instance_id: str
     frame: int
+    # What the stored file holds (its MD5): an instance overwritten in place keeps its ID only.
+    content_id: str = ""
 
 
 def slice_info(instance_id: str, main_tags: Mapping[str, Any]) -> SliceInfo:

@@ -61,7 +61,7 @@ class SeriesThumbnailPlugin:
                 self.worker.instance_deleted(resource_id)
             elif change_type == kinds.new_instance:
                 # Same ID again means the instance was overwritten: its old renderings are stale.
-                self.service.cache.forget_instance(resource_id)
+                self.service.instance_stored(resource_id)
 
     def status(self) -> dict[str, Any]:
         """What `GET /series-thumbnail/status` reports."""

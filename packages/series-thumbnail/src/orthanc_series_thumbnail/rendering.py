@@ -39,6 +39,7 @@ class RenderSpec:
     size: int
     image_format: ImageFormat
     jpeg_quality: int
+    content_id: str = ""  # part of the cache key and the ETag: new pixels, new validator
 
 
 def warm_up() -> None:

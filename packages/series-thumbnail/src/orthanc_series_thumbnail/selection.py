@@ -12,7 +12,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ._kit import HostError, NotFound, OrthancHost, quote_id
@@ -123,6 +123,13 @@ class ThumbnailSelector:
         with contextlib.suppress(HostError):
             self._host.delete_metadata(self._metadata_uri.format(quote_id(series_id)))
 
+    def forget_choice_of(self, instance_id: str) -> None:
+        """Forget the memo of the series showing this instance (its file changed), if any."""
+        with self._lock:
+            series_id = self._series_by_chosen.get(instance_id)
+            if series_id is not None:
+                self._drop(series_id)
+
     def series_of_chosen_instance(self, instance_id: str) -> str | None:
         """The series whose remembered choice is this instance, if any."""
         with self._lock:
@@ -143,7 +150,21 @@ class ThumbnailSelector:
             or self._order_by_time(slices)
             or order_by_uid(slices)
         )
-        return middle(ordered)
+        chosen = middle(ordered)
+        files = {str(i["ID"]): str(i.get("FileUuid") or "") for i in instances}
+        return replace(
+            chosen, content_id=self._content_id(chosen.instance_id, files.get(chosen.instance_id))
+        )
+
+    def _content_id(self, instance_id: str, file_uuid: str | None) -> str:
+        """The MD5 of the instance's file (the same on every Orthanc holding the same bytes);
+        its storage UUID where Orthanc keeps no MD5 (`StoreMD5ForAttachments: false`)."""
+        try:
+            return self._host.get(
+                f"/instances/{quote_id(instance_id)}/attachments/dicom/md5"
+            ).decode()
+        except HostError:
+            return file_uuid or ""
 
     def _order_by_time(self, slices: Sequence[SliceInfo]) -> list[SliceInfo] | None:
         # Times are not main DICOM tags: read each instance's tags, only in this rare fallback.
@@ -179,7 +200,8 @@ class ThumbnailSelector:
         except HostError:
             return None
         info = slice_info(instance_id, instance.get("MainDicomTags") or {})
-        choice = Choice(instance_id, info.frames // 2)
+        content_id = self._content_id(instance_id, str(instance.get("FileUuid") or ""))
+        choice = Choice(instance_id, info.frames // 2, content_id)
         self._remember(state.series_id, _Memo(fingerprint, choice, persisted=True))
         return choice
 

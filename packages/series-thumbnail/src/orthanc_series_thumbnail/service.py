@@ -88,6 +88,11 @@ class ThumbnailService:
         """A series gained or lost instances (or was deleted): choose again next time."""
         self.selector.forget(series_id, clear_metadata=True)
 
+    def instance_stored(self, instance_id: str) -> None:
+        """A stored instance; its ID seen before means it was overwritten with other pixels."""
+        self.cache.forget_instance(instance_id)
+        self.selector.forget_choice_of(instance_id)
+
     def instance_deleted(self, instance_id: str) -> None:
         """Drop the instance's thumbnails; a series that showed it must choose again."""
         self.cache.forget_instance(instance_id)
@@ -97,7 +102,12 @@ class ThumbnailService:
 
     def _spec(self, choice: Choice, size: int, image_format: ImageFormat) -> RenderSpec:
         return RenderSpec(
-            choice.instance_id, choice.frame, size, image_format, self._config.jpeg_quality
+            choice.instance_id,
+            choice.frame,
+            size,
+            image_format,
+            self._config.jpeg_quality,
+            choice.content_id,
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -230,6 +231,16 @@ class BuiltInRestApi:
     def get_file(self, request: Request) -> Answer:
         return self.archive.instance_file(request.match.group(1)).data
 
+    def get_file_md5(self, request: Request) -> Answer:
+        """The MD5 Orthanc keeps of the DICOM attachment (`StoreMD5ForAttachments`, default on)."""
+        return (
+            hashlib.md5(  # Orthanc's checksum, not a security measure
+                self.archive.instance_file(request.match.group(1)).data, usedforsecurity=False
+            )
+            .hexdigest()
+            .encode()
+        )
+
     def get_tags(self, request: Request) -> Answer:
         tags = self.full_tags(request.match.group(1))
         if "simplify" in request.query:
@@ -328,6 +339,7 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     _route("PUT", f"/{LEVELS}/{ID}/metadata/{ID}", Api.put_metadata),
     _route("DELETE", f"/{LEVELS}/{ID}/metadata/{ID}", Api.delete_metadata),
     _route("GET", f"/instances/{ID}/file", Api.get_file),
+    _route("GET", f"/instances/{ID}/attachments/dicom/md5", Api.get_file_md5),
     _route("GET", f"/instances/{ID}/tags", Api.get_tags),
     _route("GET", f"/instances/{ID}/simplified-tags", Api.get_simplified_tags),
     _route("GET", f"/instances/{ID}/(preview|rendered)", Api.get_image),
