@@ -15,7 +15,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from integration.conftest import REPO_ROOT, OrthancFactory
-from integration.harness.interfaces import RabbitMQ
+from integration.harness.interfaces import Orthanc, RabbitMQ
 from integration.harness.rabbitmq import consume
 from integration.tests.test_dicom_events import instance_bytes, rabbit_config
 
@@ -111,3 +111,62 @@ def test_the_readme_seed_configuration_starts_and_publishes_the_private_creator(
         orthanc.upload_file(instance_bytes(generate_uid(), generate_uid(), private=True))
         (message,) = collector.wait_for(1, timeout=15)
     assert message.body["data"]["tags"]["PrivateCreator"] == "MATTERHORN_Prvt_Tags"
+
+
+def deleted_events_config(url: str, exchange: str, index: Path) -> dict[str, Any]:
+    events = {"StoredInstance": True, "DeletedSeries": True, "DeletedStudy": True}
+    config = rabbit_config(url, exchange, events)
+    config.update({"StorageDirectory": str(index), "IndexDirectory": str(index)})
+    return config
+
+
+def store_study_of_two_series(orthanc: Orthanc) -> tuple[str, set[str]]:
+    study_uid = generate_uid()
+    answers = [orthanc.upload_file(instance_bytes(study_uid, generate_uid())) for _ in range(2)]
+    return str(answers[0]["ParentStudy"]), {str(answer["ParentSeries"]) for answer in answers}
+
+
+def wait_for_deletions(collector: Any, study: str, series: set[str]) -> None:
+    expected = {("dicom.study.deleted", study)} | {("dicom.series.deleted", s) for s in series}
+    deadline = time.monotonic() + 30
+    while True:
+        seen = {(m.body["type"], m.body["subject"]) for m in collector.messages}
+        if expected <= seen:
+            return
+        assert time.monotonic() < deadline, f"missing {expected - seen}"
+        time.sleep(0.2)
+
+
+def test_a_deletion_made_while_no_callback_could_see_it_is_published_at_the_next_start(
+    orthanc_factory: OrthancFactory, rabbitmq: RabbitMQ, tmp_path: Path
+) -> None:
+    index = tmp_path / "shared-index"
+    exchange = f"reconcile-{uuid.uuid4().hex[:8]}"
+    with consume(rabbitmq.url, exchange, "dicom.#") as collector:
+        config = deleted_events_config(rabbitmq.url_for_orthanc, exchange, index)
+        orthanc = orthanc_factory(["dicom-events"], config)
+        study, series = store_study_of_two_series(orthanc)
+        collector.wait_for(2, timeout=15)  # published: the plugin has seen the resources
+        orthanc.stop()
+        # The same database through an Orthanc without the plugin: no callback sees the deletion.
+        plain = orthanc_factory([], {"StorageDirectory": str(index), "IndexDirectory": str(index)})
+        plain.client.delete(f"/studies/{study}").raise_for_status()
+        plain.stop()
+        orthanc.start()
+        wait_for_deletions(collector, study, series)
+    assert "deleted while no callback could tell" in orthanc.log_text()
+
+
+def test_deletions_survive_a_sigkill_as_soon_as_the_delete_answers(
+    orthanc_factory: OrthancFactory, rabbitmq: RabbitMQ, tmp_path: Path
+) -> None:
+    exchange = f"crash-delete-{uuid.uuid4().hex[:8]}"
+    with consume(rabbitmq.url, exchange, "dicom.#") as collector:
+        config = deleted_events_config(rabbitmq.url_for_orthanc, exchange, tmp_path / "index")
+        orthanc = orthanc_factory(["dicom-events"], config)
+        study, series = store_study_of_two_series(orthanc)
+        collector.wait_for(2, timeout=15)
+        orthanc.client.delete(f"/studies/{study}").raise_for_status()
+        orthanc.kill()
+        orthanc.start()
+        wait_for_deletions(collector, study, series)

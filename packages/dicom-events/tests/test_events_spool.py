@@ -22,7 +22,7 @@ def test_deletions_survive_a_reopen_in_order(tmp_path: Path) -> None:
 
 def test_deletions_carry_the_ancestors_known_at_the_time(tmp_path: Path) -> None:
     spool = Spool(str(tmp_path))
-    spool.remember_parents([("i1", "s1"), ("s1", "st1"), ("st1", "p1")])
+    spool.remember_parents([("i1", "s1", 3), ("s1", "st1", 2), ("st1", "p1", 1)])
     spool.add([DeletedNotice(3, "i1", "t"), DeletedNotice(2, "s1", "t")], after_seq=0)
     instance, series = spool.pending(10)
     assert (instance.patient_id, instance.study_id, instance.series_id) == ("p1", "st1", "s1")

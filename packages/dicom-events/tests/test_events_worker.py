@@ -471,3 +471,30 @@ def test_private_creator_is_published_as_one_value_or_a_list(setup: Setup) -> No
     assert tags[0]["PrivateCreator"] == "MATTERHORN_Prvt_Tags"
     assert tags[1]["PrivateCreator"] == ["SIEMENS CSA HEADER", "MATTERHORN_Prvt_Tags"]
     assert "PrivateCreator" not in tags[2]
+
+
+def test_a_page_read_again_after_a_failure_carries_the_same_payload(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, plugin, publisher = setup(StoredInstance=True, StoredInstancePublishTags=["PatientID"])
+    plugin.worker._backoff = type(plugin.worker._backoff)(first=0.01, cap=0.01)
+    real_get = fake.RestApiGet
+    failures = {"left": 1}
+    ids: list[str] = []
+
+    def get(uri: str) -> bytes:
+        # The third instance's tags fail once: the page is built again from the cursor.
+        if len(ids) == 3 and uri == f"/instances/{ids[2]}/tags" and failures["left"]:
+            failures["left"] -= 1
+            raise fake.OrthancException(11, "Database is locked")
+        return real_get(uri)
+
+    monkeypatch.setattr(fake, "RestApiGet", get)
+    for number in range(3):
+        instance = make_instance(series_uid="6.1", study_uid="6", sop_uid=f"6.1.{number + 1}")
+        ids.append(fake.store(instance).instance_id)
+    fake.deliver_pending_changes()
+    wait_for(lambda: len(publisher.events) == 3, what="3 events")
+    assert failures["left"] == 0
+    counts = [envelope["data"]["instanceCount"] for envelope in _envelopes(publisher)]
+    assert counts == [1, 2, 3]

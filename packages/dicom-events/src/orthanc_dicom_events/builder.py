@@ -139,7 +139,9 @@ class EventBuilder:
         study_id, patient_id = self._reader.ancestors_of_series(series_id)
         if EventType.INSTANCE_STORED not in self._types:
             return []
-        count = self._counts.next(series_id, lambda: self._series_instance_count(series_id))
+        count = self._counts.next(
+            series_id, change.seq, lambda: self._series_instance_count(series_id)
+        )
         origin = ORIGIN_NAMES.get(str(metadata.get("Origin", "")), "UNKNOWN")
         if origin in self._selection.stored_instance_skip_origins:
             return []
@@ -308,15 +310,24 @@ def _is_new_instance(change: ch.Change) -> bool:
 
 
 class InstanceCounter:
-    """Instances stored so far per series, counted along the log (bounded, oldest forgotten)."""
+    """Instances stored so far per series, counted along the log (bounded, oldest forgotten).
 
-    def __init__(self, size: int = 10_000) -> None:
+    The count given to a change is remembered by its sequence number: a page read again (after
+    a failed round) gets the same counts, so the same event id always carries the same payload.
+    """
+
+    def __init__(self, size: int = 10_000, remembered: int = 100_000) -> None:
         self._size = size
         self._counts: dict[str, int] = {}
+        self._by_seq: dict[int, int] = {}
+        self._remembered = remembered
         self.new_series: set[str] = set()
 
-    def next(self, series_id: str, fetch: Callable[[], int]) -> int:
-        """The count including the instance being processed."""
+    def next(self, series_id: str, seq: int, fetch: Callable[[], int]) -> int:
+        """The count including the instance of change `seq`."""
+        known = self._by_seq.get(seq)
+        if known is not None:
+            return known
         if series_id in self._counts:
             count = self._counts.pop(series_id) + 1
         elif series_id in self.new_series:
@@ -326,6 +337,9 @@ class InstanceCounter:
         self._counts[series_id] = count
         if len(self._counts) > self._size:
             del self._counts[next(iter(self._counts))]
+        self._by_seq[seq] = count
+        if len(self._by_seq) > self._remembered:
+            del self._by_seq[next(iter(self._by_seq))]
         return count
 
     def current(self, series_id: str) -> int:

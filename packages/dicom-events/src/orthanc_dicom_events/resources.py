@@ -6,9 +6,11 @@ import json
 from collections import OrderedDict
 from typing import Any
 
+from . import changes as ch
 from ._kit import NotFound, OrthancHost, quote_id
 
 _PARENT_KEYS = {"instances": "ParentSeries", "series": "ParentStudy", "studies": "ParentPatient"}
+_LEVELS = {"instances": ch.INSTANCE, "series": ch.SERIES, "studies": ch.STUDY}
 
 
 class _Lru:
@@ -51,7 +53,7 @@ class ResourceReader:
         self._host = host
         self._parents = _Lru(cache_size)
         self._listed: _Lru = _Lru(1_000)  # series -> "<instances listed>/<misses since>"
-        self.new_links: list[tuple[str, str]] = []
+        self.new_links: list[tuple[str, str, int]] = []  # (child, parent, level of the child)
         self._bulk_supported = True
 
     def describe_instances(self, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -86,7 +88,7 @@ class ResourceReader:
         for item in answer:
             instance_id, parent = item.get("ID"), item.get("ParentSeries")
             if isinstance(instance_id, str) and isinstance(parent, str):
-                self._remember(instance_id, parent)
+                self._remember(instance_id, parent, ch.INSTANCE)
                 metadata = item.get("Metadata")
                 found[instance_id] = metadata if isinstance(metadata, dict) else {}
         return found
@@ -102,7 +104,7 @@ class ResourceReader:
         body: dict[str, Any] = self.get_json(f"/{collection}/{quote_id(resource_id)}")
         parent = body.get(_PARENT_KEYS.get(collection, ""))
         if isinstance(parent, str):
-            self._remember(resource_id, parent)
+            self._remember(resource_id, parent, _LEVELS[collection])
         return body
 
     def parent(self, collection: str, resource_id: str) -> str:
@@ -130,7 +132,7 @@ class ResourceReader:
         if len(instances) > PRIME_MAX_INSTANCES:
             return len(instances)
         for instance_id in instances:
-            self._remember(str(instance_id), series_id)
+            self._remember(str(instance_id), series_id, ch.INSTANCE)
         return len(instances)
 
     def ancestors_of_series(self, series_id: str) -> tuple[str, str]:
@@ -138,12 +140,23 @@ class ResourceReader:
         study = self.parent("series", series_id)
         return study, self.parent("studies", study)
 
-    def take_new_links(self) -> list[tuple[str, str]]:
+    def take_new_links(self) -> list[tuple[str, str, int]]:
         """Parent links learnt since the last call (for the deleted-resources spool)."""
         links, self.new_links = self.new_links, []
         return links
 
-    def _remember(self, child: str, parent: str) -> None:
+    def _remember(self, child: str, parent: str, level: int) -> None:
         if self._parents.get(child) is None:
             self._parents.put(child, parent)
-            self.new_links.append((child, parent))
+            self.new_links.append((child, parent, level))
+
+    def all_ids(self, collection: str, page: int = 10_000) -> set[str]:
+        """Every resource of a level Orthanc holds now, read a page at a time."""
+        found: set[str] = set()
+        since = 0
+        while True:
+            ids = self.get_json(f"/{collection}?since={since}&limit={page}")
+            found.update(str(resource_id) for resource_id in ids)
+            if len(ids) < page:
+                return found
+            since += page

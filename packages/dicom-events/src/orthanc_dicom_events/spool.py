@@ -3,7 +3,8 @@
 Orthanc does not log deletions in `/changes` (its Changes rows cascade with the resource), so a
 deletion exists only as a callback: it is kept here, in SQLite beside Orthanc's index, until the
 broker confirmed it. Deleted resources can no longer be asked for their parents, so the parents
-seen while publishing are remembered here too.
+seen while publishing are remembered here too, with their level: what the spool knows and
+Orthanc no longer holds after a crash was deleted without a callback (see `known`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ CREATE TABLE IF NOT EXISTS deleted(
     after_seq INTEGER NOT NULL,
     patient_id TEXT, study_id TEXT, series_id TEXT
 );
-CREATE TABLE IF NOT EXISTS parents(resource_id TEXT PRIMARY KEY, parent_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS parents(
+    resource_id TEXT PRIMARY KEY, parent_id TEXT NOT NULL, level INTEGER
+);
+CREATE INDEX IF NOT EXISTS parents_by_level ON parents(level);
 """
 
 
@@ -60,8 +64,15 @@ class Spool:
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._synchronous = ""
+        self._add_level_column()
         self._db.executescript(_SCHEMA)
         self.identity = self._identity()
+
+    def _add_level_column(self) -> None:
+        # Spools written before links had a level: their rows stay out of reconciliation.
+        columns = self._db.execute("PRAGMA table_info(parents)").fetchall()
+        if columns and "level" not in {str(column[1]) for column in columns}:
+            self._db.execute("ALTER TABLE parents ADD COLUMN level INTEGER")
 
     def _identity(self) -> str:
         row = self._db.execute("SELECT value FROM meta WHERE key='identity'").fetchone()
@@ -71,15 +82,25 @@ class Spool:
         self._db.execute("INSERT INTO meta VALUES('identity', ?)", (identity,))
         return identity
 
-    def remember_parents(self, pairs: Iterable[tuple[str, str]]) -> None:
-        """Record child -> parent links (idempotent).
+    def remember_parents(self, links: Iterable[tuple[str, str, int]]) -> None:
+        """Record (child, parent, level of the child) links (idempotent).
 
         Written for every stored instance, so without waiting for the disk: in WAL mode such a
         commit survives an Orthanc crash, and a link lost to a power cut only leaves an ancestor
         ID out of a later deleted event.
         """
         with self._transaction(durable=False):
-            self._db.executemany("INSERT OR REPLACE INTO parents VALUES(?, ?)", pairs)
+            self._db.executemany("INSERT OR REPLACE INTO parents VALUES(?, ?, ?)", links)
+
+    def known(self, level: int) -> set[str]:
+        """Resources of `level` seen while stored, whose deletion is not queued already."""
+        if level == 0:  # patients are only ever parents (of studies)
+            query = "SELECT DISTINCT parent_id FROM parents WHERE level=1"
+        else:
+            query = "SELECT resource_id FROM parents WHERE level=?"
+        rows = self._db.execute(query, () if level == 0 else (level,)).fetchall()
+        queued = {str(row[0]) for row in self._db.execute("SELECT resource_id FROM deleted")}
+        return {str(row[0]) for row in rows} - queued
 
     def ancestors(self, resource_id: str) -> list[str]:
         """The known parents of a resource, nearest first."""
@@ -125,6 +146,10 @@ class Spool:
             for deletion in deletions:
                 self._db.execute("DELETE FROM deleted WHERE row=?", (deletion.row,))
                 self._db.execute("DELETE FROM parents WHERE resource_id=?", (deletion.resource_id,))
+                if deletion.level == 0:  # a patient is known through its studies' links
+                    self._db.execute(
+                        "DELETE FROM parents WHERE parent_id=? AND level=1", (deletion.resource_id,)
+                    )
 
     def close(self) -> None:
         self._db.close()

@@ -8,6 +8,7 @@ batch and retries it with backoff, so nothing is skipped and memory stays bounde
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -39,6 +40,13 @@ POLL_SECONDS = 1.0
 CURSOR_SAVE_SECONDS = 1.0
 BACKOFF_FIRST_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 10.0  # the longest a returning broker waits for us
+NOTICE_SPOOL_SECONDS = 0.1  # during a backoff, how soon a deletion notice reaches the disk
+_COLLECTIONS = {
+    ch.INSTANCE: "instances",
+    ch.SERIES: "series",
+    ch.STUDY: "studies",
+    ch.PATIENT: "patients",
+}
 
 
 @dataclass(slots=True)
@@ -102,6 +110,7 @@ class EventWorker:
         self._saved_at = float("-inf")
         self._read_pos = 0
         self._cursor_known = False
+        self._spooler: Callable[[], None] | None = None  # spools notices, once the spool is open
 
     # -- called from Orthanc's threads: no I/O here ---------------------------------------------
 
@@ -140,6 +149,7 @@ class EventWorker:
         if opened is None:
             return  # stopped before it could start
         reader, builder, publisher, spool = opened
+        self._spooler = lambda: self._spool_notices(reader, spool)
         try:
             self._loop(reader, builder, publisher, spool)
         finally:
@@ -175,6 +185,8 @@ class EventWorker:
             if not self._cursor_known:
                 self._open_cursor()
             reader = ResourceReader(self._host)
+            if spool is not None:
+                self._reconcile(spool, reader)
             builder = EventBuilder(
                 self._config,
                 reader,
@@ -211,6 +223,9 @@ class EventWorker:
                 self._spool_notices(reader, spool)
                 if batch is None:
                     batch = self._next_batch(builder, spool)
+                    # The parents just learnt reach the disk before their events leave: after
+                    # a crash they tell which resources vanished without a callback.
+                    self._spool_notices(reader, spool)
                 if batch.events:
                     unroutable = publisher.publish(batch.events)
                     self._status.add(published=len(batch.events), unroutable=unroutable)
@@ -266,17 +281,50 @@ class EventWorker:
         return int(self._host.get_json("/changes?last")["Last"])
 
     def _spool_notices(self, reader: ResourceReader, spool: Spool | None) -> None:
+        """Put deletion notices and parent links on disk; nothing is dropped when this fails."""
         links = reader.take_new_links()
         if spool is None:
             return
         if links:
-            spool.remember_parents(links)
+            try:
+                spool.remember_parents(links)
+            except Exception:
+                reader.new_links[:0] = links
+                raise
         with self._notices_lock:
             notices, self._notices = self._notices, []
-        if notices:
+        if not notices:
+            return
+        try:
             # Deletions are ordered after every change recorded before they were seen.
             spool.add(notices, after_seq=self._log_end())
-            self._status.update(spooled_deletions=spool.count())
+        except Exception:
+            with self._notices_lock:
+                self._notices[:0] = notices  # kept, in order, for the next try
+            raise
+        self._status.update(spooled_deletions=spool.count())
+
+    def _reconcile(self, spool: Spool, reader: ResourceReader) -> None:
+        """Queue the deletions Orthanc made without telling us (it died before its callback).
+
+        What the spool saw stored and Orthanc no longer holds was deleted; instances first,
+        patients last, like Orthanc's own callbacks, all after the log's current end.
+        """
+        notices: list[DeletedNotice] = []
+        now = utc_now_rfc3339()
+        for level in (ch.INSTANCE, ch.SERIES, ch.STUDY, ch.PATIENT):
+            known = spool.known(level)
+            if known:
+                gone = known - reader.all_ids(_COLLECTIONS[level])
+                notices.extend(
+                    DeletedNotice(level, resource_id, now) for resource_id in sorted(gone)
+                )
+        if notices:
+            spool.add(notices, after_seq=self._log_end())
+            self._host.log_warning(
+                f"dicom-events: {len(notices)} resource(s) deleted while no callback could tell"
+                " (Orthanc stopped abruptly): their deleted events are queued"
+            )
 
     def _next_batch(self, builder: EventBuilder, spool: Spool | None) -> Batch:
         page = ch.parse_page(self._host.get(ch.changes_uri(self._read_pos, self._page_size)))
@@ -342,8 +390,15 @@ class EventWorker:
         self._report()
         if self._stopping.is_set():
             time.sleep(max(0.0, min(delay, self._deadline - self._clock())))
-        else:
-            self._stopping.wait(delay)  # a stop request ends the wait early
+            return
+        # A stop request ends the wait early; deletions seen meanwhile go to disk at once.
+        end = self._clock() + delay
+        while not self._stopping.wait(min(NOTICE_SPOOL_SECONDS, max(0.0, end - self._clock()))):
+            if self._clock() >= end:
+                return
+            if self._notices and self._spooler is not None:
+                with contextlib.suppress(Exception):  # reported by the round that follows
+                    self._spooler()
 
     def _report(self) -> None:
         for name, value in metrics(self._status.snapshot()).items():
