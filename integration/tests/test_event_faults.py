@@ -15,9 +15,10 @@ import pytest
 from pydicom.uid import generate_uid
 
 from integration.conftest import REPO_ROOT, OrthancFactory
-from integration.harness.interfaces import Orthanc, RabbitMQ
+from integration.harness.interfaces import Orthanc, RabbitMQ, SnsEmulator
 from integration.harness.rabbitmq import consume
-from integration.tests.test_dicom_events import instance_bytes, rabbit_config
+from integration.tests.test_dicom_events import instance_bytes, rabbit_config, sns_config
+from orthanc_fake.dicom import make_instance
 
 pytestmark = pytest.mark.e2e
 
@@ -170,3 +171,101 @@ def test_deletions_survive_a_sigkill_as_soon_as_the_delete_answers(
         orthanc.kill()
         orthanc.start()
         wait_for_deletions(collector, study, series)
+
+
+def wait_for_dead_letters(orthanc: Orthanc, count: int, timeout: float = 30) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = orthanc.client.get_json("/dicom-events/dead-letters")
+        if len(answer["Newest"]) >= count:
+            newest: list[Any] = answer["Newest"]
+            return newest
+        assert time.monotonic() < deadline, (answer, orthanc.log_tail(30))
+        time.sleep(0.2)
+
+
+def test_unroutable_events_are_dead_letters_not_deliveries_and_the_stream_flows_on(
+    orthanc_factory: OrthancFactory, rabbitmq: RabbitMQ
+) -> None:
+    exchange = f"unroutable-{uuid.uuid4().hex[:8]}"
+    events = {"StoredInstance": True, "StableSeries": True}
+    with consume(rabbitmq.url, exchange, "dicom.instance.stored") as collector:  # no stable queue
+        orthanc = orthanc_factory(
+            ["dicom-events"], rabbit_config(rabbitmq.url_for_orthanc, exchange, events)
+        )
+        series = orthanc.upload_file(instance_bytes(generate_uid(), generate_uid()))["ParentSeries"]
+        (letter,) = wait_for_dead_letters(orthanc, 1)
+        orthanc.upload_file(instance_bytes(generate_uid(), generate_uid()))
+        collector.wait_for(2, timeout=15)  # what follows still flows
+    assert (letter["Type"], letter["Subject"]) == ("dicom.series.stable", series)
+    assert "no queue bound" in letter["Reason"]
+    broker = orthanc.client.get_json("/dicom-events/status")["Broker"]
+    assert broker["Unroutable"] >= 1 and broker["DeadLetters"] >= 1
+    assert broker["Published"] == 2  # the refused one is not counted as delivered
+
+
+def test_with_unroutable_retry_the_stream_waits_for_a_queue(
+    orthanc_factory: OrthancFactory, rabbitmq: RabbitMQ
+) -> None:
+    exchange = f"retry-{uuid.uuid4().hex[:8]}"
+    config = rabbit_config(rabbitmq.url_for_orthanc, exchange, {"StoredInstance": True})
+    config["DicomEvents"]["Broker"]["RabbitConfig"]["Unroutable"] = "retry"
+    orthanc = orthanc_factory(["dicom-events"], config)
+    orthanc.upload_file(instance_bytes(generate_uid(), generate_uid()))
+    deadline = time.monotonic() + 15
+    while "Unroutable: retry" not in str(orthanc.client.get_json("/dicom-events/status")):
+        assert time.monotonic() < deadline, orthanc.log_tail(30)
+        time.sleep(0.2)
+    with consume(rabbitmq.url, exchange, "dicom.#") as collector:  # a queue appears
+        (message,) = collector.wait_for(1, timeout=20)
+    assert message.body["type"] == "dicom.instance.stored"
+    assert orthanc.client.get_json("/dicom-events/status")["Broker"]["DeadLetters"] == 0
+
+
+def test_an_unreadable_stored_file_is_given_up_on_and_what_follows_is_published(
+    orthanc_factory: OrthancFactory, rabbitmq: RabbitMQ, tmp_path: Path
+) -> None:
+    exchange = f"unreadable-{uuid.uuid4().hex[:8]}"
+    storage = tmp_path / "storage"
+    events = {"StoredInstance": True, "StoredInstancePublishTags": ["PatientID"]}
+    config = rabbit_config(rabbitmq.url_for_orthanc, exchange, events)
+    config.update({"StorageDirectory": str(storage), "IndexDirectory": str(storage)})
+    with consume(rabbitmq.url, exchange, "dicom.#") as collector:
+        orthanc = orthanc_factory(["dicom-events"], config)
+        orthanc.stop()  # store while the publisher is away, then break the file behind Orthanc
+        plain = orthanc_factory(
+            [], {"StorageDirectory": str(storage), "IndexDirectory": str(storage)}
+        )
+        broken = plain.upload_file(instance_bytes(generate_uid(), generate_uid()))
+        fine = plain.upload_file(instance_bytes(generate_uid(), generate_uid()))
+        uuid_of_file = plain.client.get_json(f"/instances/{broken['ID']}")["FileUuid"]
+        plain.stop()
+        (path,) = storage.rglob(uuid_of_file)
+        path.unlink()
+        orthanc.start()
+        (letter,) = wait_for_dead_letters(orthanc, 1, timeout=60)
+        (message,) = collector.wait_for(1, timeout=15)
+    assert (letter["Type"], letter["Subject"]) == ("dicom.instance.stored", broken["ID"])
+    assert "could not read the stored file" in letter["Reason"]
+    assert message.body["subject"] == fine["ID"]
+
+
+def test_an_event_too_large_for_sns_is_a_dead_letter_not_a_stall(
+    orthanc_factory: OrthancFactory, sns_preferred: SnsEmulator
+) -> None:
+    sns = sns_preferred
+    topic = sns.create_topic(f"large-{uuid.uuid4().hex[:8]}")
+    reader = sns.subscribe_queue(topic, raw=True)
+    events = {
+        "StoredInstance": True,
+        "StoredInstancePublishTags": ["StudyDescription"],
+        "TagValueMaxLength": 300_000,  # lets a huge value through: SNS refuses the event
+    }
+    orthanc = orthanc_factory(["dicom-events"], sns_config(sns, topic, events), env=sns.env)
+    huge = make_instance(StudyDescription="x" * 280_000)
+    big = orthanc.upload_file(huge)
+    small = orthanc.upload_file(instance_bytes(generate_uid(), generate_uid()))
+    (letter,) = wait_for_dead_letters(orthanc, 1)
+    (received,) = reader.receive(1, timeout=30)
+    assert (letter["Subject"], "too large for SNS" in letter["Reason"]) == (big["ID"], True)
+    assert received.message["subject"] == small["ID"]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from orthanc_dicom_events.envelope import OutgoingEvent
-from orthanc_dicom_events.publishers import PublishError
+from orthanc_dicom_events.publishers import PublishError, Refusal
 
 
 def base_config(**events: Any) -> dict[str, Any]:
@@ -58,18 +58,21 @@ class MemoryPublisher:
         self._failures_left = 0
         self._lock = threading.Lock()
         self.closed = False
+        self.refuse: dict[str, str] = {}  # event type -> reason the broker gives for good
 
     def fail_next(self, count: int) -> None:
         self._failures_left = count
 
-    def publish(self, events: Sequence[OutgoingEvent]) -> int:
+    def publish(self, events: Sequence[OutgoingEvent]) -> list[Refusal]:
         with self._lock:
             self.calls += 1
             if self.down or self._failures_left > 0:
                 self._failures_left = max(0, self._failures_left - 1)
                 raise PublishError("broker unreachable (simulated)")
-            self.events.extend(events)
-            return 0
+            refused = [Refusal(e.id, self.refuse[e.type]) for e in events if e.type in self.refuse]
+            refused_ids = {refusal.event_id for refusal in refused}
+            self.events.extend(e for e in events if e.id not in refused_ids)
+            return refused
 
     def keep_alive(self) -> None:
         pass

@@ -67,7 +67,7 @@ def _drain(queue: str) -> list[dict[str, Any]]:
 def test_batches_reach_a_subscribed_queue_in_order(aws: None, fifo: bool) -> None:
     topic, queue = _topic_with_queue(fifo)
     publisher = SnsPublisher(SnsConfig(topic_arn=topic))
-    assert publisher.publish([_event(n) for n in range(25)]) == 0
+    assert publisher.publish([_event(n) for n in range(25)]) == []
     assert publisher.connected
     notifications = _drain(queue)
     numbers = [json.loads(n["Message"])["data"]["n"] for n in notifications]
@@ -117,3 +117,45 @@ def test_chunks_respect_count_and_size_limits() -> None:
     assert [len(c) for c in _chunks([_event(n) for n in range(23)])] == [10, 10, 3]
     big = [_event(n, size=BATCH_BYTES // 3) for n in range(4)]
     assert [len(c) for c in _chunks(big)] == [2, 2]
+
+
+def test_an_entry_invalid_as_it_is_is_refused_and_the_rest_goes_on() -> None:
+    class RefusesTheSecond:
+        def __init__(self) -> None:
+            self.sent: list[int] = []
+
+        def publish_batch(self, **request: Any) -> dict[str, Any]:
+            entries = request["PublishBatchRequestEntries"]
+            numbers = [json.loads(entry["Message"])["data"]["n"] for entry in entries]
+            if 1 in numbers:
+                index = numbers.index(1)
+                self.sent.extend(numbers[:index])
+                failed = {"Id": str(index), "Code": "InvalidParameter", "SenderFault": True}
+                return {"Failed": [failed]}
+            self.sent.extend(numbers)
+            return {"Failed": []}
+
+    client = RefusesTheSecond()
+    config = SnsConfig(topic_arn="arn:aws:sns:us-east-1:000000000000:t")
+    refused = SnsPublisher(config, client=client).publish([_event(n) for n in range(4)])
+    assert [r.event_id for r in refused] == ["id-1"]
+    assert "InvalidParameter" in refused[0].reason
+    assert client.sent == [0, 2, 3]
+
+
+def test_an_event_over_256_kib_is_refused_without_being_sent() -> None:
+    sent: list[int] = []
+
+    class Recording:
+        def publish_batch(self, **request: Any) -> dict[str, Any]:
+            sent.extend(
+                json.loads(e["Message"])["data"]["n"] for e in request["PublishBatchRequestEntries"]
+            )
+            return {"Failed": []}
+
+    config = SnsConfig(topic_arn="arn:aws:sns:us-east-1:000000000000:t")
+    events = [_event(0), _event(1, size=BATCH_BYTES), _event(2)]
+    refused = SnsPublisher(config, client=Recording()).publish(events)
+    assert [r.event_id for r in refused] == ["id-1"]
+    assert "too large" in refused[0].reason
+    assert sent == [0, 2]

@@ -498,3 +498,58 @@ def test_a_page_read_again_after_a_failure_carries_the_same_payload(
     assert failures["left"] == 0
     counts = [envelope["data"]["instanceCount"] for envelope in _envelopes(publisher)]
     assert counts == [1, 2, 3]
+
+
+def test_a_refused_event_becomes_a_dead_letter_and_the_stream_flows_on(
+    setup: Setup, tmp_path: Path
+) -> None:
+    from orthanc_dicom_events.spool import read_dead_letters
+
+    fake, plugin, publisher = setup(StoredInstance=True, StableSeries=True)
+    publisher.refuse["dicom.series.stable"] = "unroutable: no queue bound (simulated)"
+    _store(fake, 2, series="7.1")
+    fake.mark_all_stable()
+    _store(fake, 1, series="7.2")
+    wait_for(lambda: len(publisher.events) == 3, what="the stored events")
+    wait_for(lambda: plugin.status()["Broker"]["DeadLetters"] == 1, what="one dead letter")
+    broker = plugin.status()["Broker"]
+    assert broker["LastDeadLetter"]["Type"] == "dicom.series.stable"
+    assert "no queue bound" in broker["LastDeadLetter"]["Reason"]
+    (letter,) = read_dead_letters(str(tmp_path / "state"), 10)
+    assert letter["Type"] == "dicom.series.stable"
+    assert fake.metrics["orthanc_dicom_events_dead_letters_total"][0] == 1
+
+
+def test_an_unreadable_file_is_given_up_after_a_few_tries_not_forever(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, plugin, publisher = setup(StoredInstance=True, StoredInstancePublishTags=["PatientID"])
+    plugin.worker._backoff = type(plugin.worker._backoff)(first=0.01, cap=0.01)
+    real_get = fake.RestApiGet
+    broken: set[str] = set()
+
+    def get(uri: str) -> bytes:
+        if any(uri == f"/instances/{instance}/tags" for instance in broken):
+            raise fake.OrthancException(13, "Inexistent file")
+        return real_get(uri)
+
+    monkeypatch.setattr(fake, "RestApiGet", get)
+    first = make_instance(series_uid="8.1", study_uid="8", sop_uid="8.1.1")
+    broken.add(fake.store(first).instance_id)
+    _store(fake, 2, series="8.2")
+    wait_for(lambda: len(publisher.events) == 2, timeout=10, what="the readable instances")
+    wait_for(lambda: plugin.status()["Broker"]["DeadLetters"] == 1, what="one dead letter")
+    broker = plugin.status()["Broker"]
+    assert "could not read the stored file" in broker["LastDeadLetter"]["Reason"]
+
+
+def test_long_tag_values_are_cut_with_a_marker(setup: Setup) -> None:
+    fake, _, publisher = setup(
+        StoredInstance=True, StoredInstancePublishTags=["StudyDescription"], TagValueMaxLength=64
+    )
+    fake.store(make_instance(StudyDescription="x" * 60 + "y" * 40))
+    fake.deliver_pending_changes()
+    wait_for(lambda: len(publisher.events) == 1, what="1 event")
+    (envelope,) = _envelopes(publisher)
+    value = envelope["data"]["tags"]["StudyDescription"]
+    assert len(value) == 64 and value.endswith("...[truncated]") and value.startswith("x" * 50)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import changes as ch
-from ._kit import NotFound, quote_id
+from ._kit import HostError, NotFound, quote_id
 from .config import DicomEventsConfig
 from .envelope import (
     OutgoingEvent,
@@ -15,11 +15,12 @@ from .envelope import (
     make_event,
     orthanc_date_to_rfc3339,
     spool_event_id,
+    utc_now_rfc3339,
 )
 from .events import DELETED_TYPES, STABLE_TYPES, EventType, enabled_types
 from .resources import ResourceReader
-from .spool import SpooledDeletion
-from .tags import select_instance_tags, select_main_tags
+from .spool import DeadLetter, SpooledDeletion
+from .tags import cut_long_values, select_instance_tags, select_main_tags
 from .throttle import SeriesThrottle
 
 # Instance metadata `Origin` as Orthanc stores it -> the names of orthanc.InstanceOrigin.
@@ -33,6 +34,12 @@ ORIGIN_NAMES = {
 }
 _OPTIONAL_METADATA = {"RemoteAET": "remoteAet", "RemoteIP": "remoteIp", "CalledAET": "calledAet"}
 _COLLECTIONS = {ch.SERIES: "series", ch.STUDY: "studies", ch.PATIENT: "patients"}
+# Orthanc's errors about a stored file (InexistentFile, CorruptedFile, BadFileFormat, and
+# RegularFileExpected, what Orthanc 1.10 says of a file missing from its storage): the change is
+# tried again with the page a few times (a storage mount may come back), then given up on as a
+# dead letter, so that one unreadable file never stalls the stream. Other errors retry forever.
+FILE_ERRORS = frozenset({13, 14, 15, 2006})
+FILE_ERROR_ATTEMPTS = 5
 
 
 @dataclass(slots=True)
@@ -75,6 +82,8 @@ class EventBuilder:
             self._types & {EventType.INSTANCE_STORED, *DELETED_TYPES.values()}
         )
         self._page_instances: dict[str, dict[str, Any]] = {}
+        self._file_failures: dict[int, int] = {}  # change seq -> failed attempts
+        self.dead_letters: list[DeadLetter] = []  # of the last page built
 
     # -- one page ------------------------------------------------------------------------------
 
@@ -86,6 +95,7 @@ class EventBuilder:
         Raises HostError when Orthanc could not answer (the page is then retried as a whole).
         """
         outputs: list[Output] = []
+        self.dead_letters = []
         pending = sorted(deletions, key=lambda d: d.row)
         # A series created in this page starts from zero: counting it needs no request.
         self._counts.new_series = {c.resource_id for c in changes if c.change_type == ch.NEW_SERIES}
@@ -96,7 +106,7 @@ class EventBuilder:
         for change in changes:
             while pending and pending[0].after_seq < change.seq:
                 outputs.extend(self._from_deletion(pending.pop(0)))
-            outputs.extend(self._from_change(change))
+            outputs.extend(self._from_change_or_give_up(change))
         for deletion in pending:
             outputs.extend(self._from_deletion(deletion))
         outputs.extend(self._refreshed(self.throttle.due()))
@@ -118,6 +128,34 @@ class EventBuilder:
         return SeriesThrottle(self._selection.stored_instance_throttle_ms / 1000, self._clock)
 
     # -- changes of the log ---------------------------------------------------------------------
+
+    def _from_change_or_give_up(self, change: ch.Change) -> list[Output]:
+        try:
+            return self._from_change(change)
+        except HostError as error:
+            if error.code not in FILE_ERRORS:
+                raise
+            attempts = self._file_failures.get(change.seq, 0) + 1
+            if attempts < FILE_ERROR_ATTEMPTS:
+                self._file_failures[change.seq] = attempts
+                raise
+            self._file_failures.pop(change.seq, None)
+            event_type = (
+                EventType.INSTANCE_STORED
+                if _is_new_instance(change)
+                else STABLE_TYPES.get(change.change_type or -1, EventType.INSTANCE_STORED)
+            )
+            reason = f"Orthanc could not read the stored file after {attempts} attempts: {error}"
+            self.dead_letters.append(
+                DeadLetter(
+                    log_event_id(self._identity, change.seq),
+                    event_type.value,
+                    change.resource_id,
+                    reason,
+                    utc_now_rfc3339(),
+                )
+            )
+            return []
 
     def _from_change(self, change: ch.Change) -> list[Output]:
         try:
@@ -174,7 +212,8 @@ class EventBuilder:
         def read_raw(group_element: str) -> bytes:
             return self._reader.raw(f"/instances/{quote_id(instance_id)}/content/{group_element}")
 
-        return select_instance_tags(full, wanted, read_raw)
+        selected = select_instance_tags(full, wanted, read_raw)
+        return cut_long_values(selected, self._selection.tag_value_max_length)
 
     def _stable(self, change: ch.Change, event_type: EventType) -> list[Output]:
         level = change.level
@@ -195,7 +234,9 @@ class EventBuilder:
             "resourceType": ch.LEVEL_NAMES[level],
             "resourceId": change.resource_id,
             **ids,
-            "tags": select_main_tags(main, wanted),
+            "tags": cut_long_values(
+                select_main_tags(main, wanted), self._selection.tag_value_max_length
+            ),
         }
         outputs: list[Output] = list(self._waiting_of(level, change.resource_id))
         # FIFO topics keep a study's events in order: series events go in their study's group.

@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit
 from ._kit import (
     ConfigurationError,
     config_bool,
+    config_int,
     config_object,
     config_strings,
     mask_url_credentials,
@@ -53,6 +54,7 @@ class EventSelection:
     stable_series_tags: tuple[str, ...] = ()
     stable_study_tags: tuple[str, ...] = ()
     stable_patient_tags: tuple[str, ...] = ()
+    tag_value_max_length: int = 16_384
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,8 @@ class RabbitConfig:
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
+    unroutable: str = "dead-letter"  # or "retry": hold the stream until a queue is bound
+    alternate_exchange: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +130,7 @@ _EVENT_KEYS = frozenset(
         *_TAG_LISTS,
         "StoredInstanceThrottleMs",
         "StoredInstanceSkipOrigin",
+        "TagValueMaxLength",
     }
 )
 
@@ -226,6 +231,9 @@ def _parse_events(raw: Mapping[str, Any], known_tags: frozenset[str]) -> EventSe
             f"{path}.StoredInstanceThrottleMs", throttle, "expected an integer >= 0"
         )
     values["stored_instance_throttle_ms"] = throttle
+    values["tag_value_max_length"] = config_int(
+        raw.get("TagValueMaxLength", 16_384), f"{path}.TagValueMaxLength", 64, 10_000_000
+    )
     skip = config_strings(
         raw.get("StoredInstanceSkipOrigin", []), f"{path}.StoredInstanceSkipOrigin"
     )
@@ -266,17 +274,31 @@ def _parse_rabbit(raw: object) -> RabbitConfig:
         raise ConfigurationError(f"{path}.{key}", tls[key], "TLS files need an amqps:// URL")
     if tls["KeyFile"] and not tls["CertFile"]:
         raise ConfigurationError(f"{path}.CertFile", None, "KeyFile needs CertFile")
-    reject_unknown_keys(section, path, frozenset({"URL", "Exchange", *_TLS_KEYS}))
+    reject_unknown_keys(
+        section, path, frozenset({"URL", "Exchange", "Unroutable", "AlternateExchange", *_TLS_KEYS})
+    )
+    unroutable = section.get("Unroutable", "dead-letter")
+    if unroutable not in UNROUTABLE_CHOICES:
+        choices = " or ".join(repr(choice) for choice in UNROUTABLE_CHOICES)
+        raise ConfigurationError(f"{path}.Unroutable", unroutable, f"expected {choices}")
+    alternate = section.get("AlternateExchange")
+    if alternate is not None and (not isinstance(alternate, str) or not alternate.strip()):
+        raise ConfigurationError(
+            f"{path}.AlternateExchange", alternate, "expected an exchange name"
+        )
     return RabbitConfig(
         url=url,
         exchange=exchange,
         ca_file=tls["CaFile"],
         cert_file=tls["CertFile"],
         key_file=tls["KeyFile"],
+        unroutable=unroutable,
+        alternate_exchange=alternate,
     )
 
 
 _TLS_KEYS = ("CaFile", "CertFile", "KeyFile")
+UNROUTABLE_CHOICES = ("dead-letter", "retry")
 
 
 def _optional_file(raw: object, path: str) -> str | None:

@@ -11,15 +11,26 @@ from types import ModuleType
 from typing import Any
 
 from .__about__ import __version__
-from ._kit import HostError, OrthancHost, status_handler
+from ._kit import (
+    HostError,
+    OrthancHost,
+    Request,
+    Response,
+    json_response,
+    method_not_allowed,
+    status_handler,
+)
 from .config import DicomEventsConfig, mask_secrets, mask_url_password, parse
 from .publishers import Publisher
 from .publishers.factory import build_publisher
+from .spool import read_dead_letters
 from .status import Status, as_json
 from .worker import EventWorker
 
 NAME = "dicom-events"
 STATUS_ROUTE = "/dicom-events/status"
+DEAD_LETTERS_ROUTE = "/dicom-events/dead-letters"
+DEAD_LETTERS_SHOWN = 100
 
 
 class DicomEventsPlugin:
@@ -91,6 +102,15 @@ class DicomEventsPlugin:
         # Until the start position in the change log is known, nothing is published: 503.
         handler = status_handler(self.status, ready=self.worker.ready.is_set)
         self.host.register_route(STATUS_ROUTE, handler, NAME)
+        self.host.register_route(DEAD_LETTERS_ROUTE, self.dead_letters, NAME)
+
+    def dead_letters(self, request: Request) -> Response:
+        """`GET /dicom-events/dead-letters`: the newest events given up on, with the reason."""
+        if request.method != "GET":
+            return method_not_allowed("GET")
+        letters = read_dead_letters(self.config.state_directory, DEAD_LETTERS_SHOWN)
+        total = self.status_counters.snapshot().dead_letters
+        return json_response(200, {"DeadLettersSinceStart": total, "Newest": letters})
 
 
 def create(orthanc: ModuleType, orthanc_config: Mapping[str, Any]) -> DicomEventsPlugin:

@@ -31,7 +31,14 @@ CREATE TABLE IF NOT EXISTS parents(
     resource_id TEXT PRIMARY KEY, parent_id TEXT NOT NULL, level INTEGER
 );
 CREATE INDEX IF NOT EXISTS parents_by_level ON parents(level);
+CREATE TABLE IF NOT EXISTS dead_letters(
+    row INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL, type TEXT NOT NULL, subject TEXT NOT NULL,
+    reason TEXT NOT NULL, time TEXT NOT NULL, body BLOB
+);
 """
+# Dead letters kept at most; the oldest go first (the count in the status keeps growing).
+MAX_DEAD_LETTERS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +48,18 @@ class DeletedNotice:
     level: int
     resource_id: str
     time: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event that could not be published as it is, kept with the reason instead."""
+
+    event_id: str
+    type: str
+    subject: str
+    reason: str
+    time: str
+    body: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +170,19 @@ class Spool:
                         "DELETE FROM parents WHERE parent_id=? AND level=1", (deletion.resource_id,)
                     )
 
+    def dead_letter(self, letters: Iterable[DeadLetter]) -> None:
+        """Keep events given up on, durably, before the cursor moves past them."""
+        with self._transaction(durable=True):
+            self._db.executemany(
+                "INSERT INTO dead_letters(event_id, type, subject, reason, time, body)"
+                " VALUES(?, ?, ?, ?, ?, ?)",
+                [(d.event_id, d.type, d.subject, d.reason, d.time, d.body) for d in letters],
+            )
+            self._db.execute(
+                "DELETE FROM dead_letters WHERE row <= (SELECT MAX(row) FROM dead_letters) - ?",
+                (MAX_DEAD_LETTERS,),
+            )
+
     def close(self) -> None:
         self._db.close()
 
@@ -182,3 +214,23 @@ def _by_level(level: int, ancestors: list[str]) -> tuple[str | None, str | None,
     for slot, ancestor in zip(slots, ancestors, strict=False):
         names[slot] = ancestor
     return names[0], names[1], names[2]
+
+
+def read_dead_letters(directory: str, limit: int) -> list[dict[str, str]]:
+    """The newest dead letters, for the REST route (its own read-only connection)."""
+    path = os.path.join(directory, FILE_NAME)
+    if not os.path.exists(path):
+        return []
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            "SELECT event_id, type, subject, reason, time FROM dead_letters"
+            " ORDER BY row DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+    except sqlite3.OperationalError:  # written by a version without dead letters
+        return []
+    finally:
+        db.close()
+    keys = ("Id", "Type", "Subject", "Reason", "Time")
+    return [dict(zip(keys, (str(value) for value in row), strict=True)) for row in rows]

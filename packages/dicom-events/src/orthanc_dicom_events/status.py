@@ -20,6 +20,8 @@ class Counters:
     failed_attempts: int = 0
     unroutable: int = 0
     start_failures: int = 0
+    dead_letters: int = 0
+    last_dead_letter: dict[str, str] | None = None
     last_error: str | None = None
 
 
@@ -62,6 +64,8 @@ def as_json(counters: Counters) -> dict[str, Any]:
         "Failed": counters.failed_attempts,
         "Unroutable": counters.unroutable,
         "StartFailures": counters.start_failures,
+        "DeadLetters": counters.dead_letters,
+        "LastDeadLetter": counters.last_dead_letter,
         "LastError": counters.last_error,
     }
 
@@ -73,6 +77,7 @@ def metrics(counters: Counters) -> dict[str, float]:
         METRIC_PREFIX + "failed_total": counters.failed_attempts,
         METRIC_PREFIX + "unroutable_total": counters.unroutable,
         METRIC_PREFIX + "start_failures_total": counters.start_failures,
+        METRIC_PREFIX + "dead_letters_total": counters.dead_letters,
         METRIC_PREFIX + "backlog": backlog(counters),
         METRIC_PREFIX + "last_published_sequence": counters.last_published_seq,
         METRIC_PREFIX + "broker_connected": 1.0 if counters.broker_state == "connected" else 0.0,

@@ -111,3 +111,22 @@ def _simplify_sequence(items: object) -> list[dict[str, Any]]:
             }
         )
     return simplified
+
+
+TRUNCATION_MARKER = "...[truncated]"
+
+
+def cut_long_values(tags: dict[str, Any], max_length: int) -> dict[str, Any]:
+    """Text values longer than `max_length` cut, ending with TRUNCATION_MARKER: an event stays
+    publishable (SNS takes 256 KiB) whatever an instance carries."""
+    return {name: _cut(value, max_length) for name, value in tags.items()}
+
+
+def _cut(value: Any, max_length: int) -> Any:
+    if isinstance(value, str) and len(value) > max_length:
+        return value[: max_length - len(TRUNCATION_MARKER)] + TRUNCATION_MARKER
+    if isinstance(value, list):
+        return [_cut(item, max_length) for item in value]
+    if isinstance(value, dict):
+        return {key: _cut(item, max_length) for key, item in value.items()}
+    return value

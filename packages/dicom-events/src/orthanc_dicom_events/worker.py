@@ -22,9 +22,9 @@ from .builder import EventBuilder
 from .config import DicomEventsConfig, mask_secrets
 from .envelope import OutgoingEvent, utc_now_rfc3339
 from .events import any_deleted, enabled_types
-from .publishers import Publisher, PublishError
+from .publishers import Publisher, PublishError, Refusal
 from .resources import ResourceReader
-from .spool import DeletedNotice, Spool, SpooledDeletion
+from .spool import DeadLetter, DeletedNotice, Spool, SpooledDeletion
 from .status import Status, metrics
 
 # Orthanc global properties at or above 1024 are free for plugins; these two hold the state that
@@ -55,6 +55,7 @@ class Batch:
     read_pos: int
     deletions: list[SpooledDeletion] = field(default_factory=list)
     more: bool = False
+    dead: list[DeadLetter] = field(default_factory=list)  # given up on, kept on commit
 
 
 class Backoff:
@@ -180,12 +181,13 @@ class EventWorker:
         return None
 
     def _open(self) -> tuple[ResourceReader, EventBuilder, Publisher, Spool | None]:
-        spool = Spool(self._config.state_directory) if self._tracks_deletions else None
+        # Always open: it also keeps the dead letters.
+        spool: Spool | None = Spool(self._config.state_directory)
         try:
             if not self._cursor_known:
                 self._open_cursor()
             reader = ResourceReader(self._host)
-            if spool is not None:
+            if spool is not None and self._tracks_deletions:
                 self._reconcile(spool, reader)
             builder = EventBuilder(
                 self._config,
@@ -227,8 +229,12 @@ class EventWorker:
                     # a crash they tell which resources vanished without a callback.
                     self._spool_notices(reader, spool)
                 if batch.events:
-                    unroutable = publisher.publish(batch.events)
-                    self._status.add(published=len(batch.events), unroutable=unroutable)
+                    refused = publisher.publish(batch.events)
+                    batch.dead.extend(_dead_letters(batch.events, refused))
+                    unroutable = sum(r.reason.startswith("unroutable") for r in refused)
+                    self._status.add(
+                        published=len(batch.events) - len(refused), unroutable=unroutable
+                    )
                 self._commit(batch, builder, spool)
                 more = batch.more
                 batch = None
@@ -238,6 +244,8 @@ class EventWorker:
                 if more:
                     continue
                 if self._stopping.is_set():
+                    # The stop may have come after the commit above looked: save it now.
+                    self._save_cursor(force=True)
                     return
                 self._idle(builder, publisher)
             except PublishError as error:
@@ -283,7 +291,7 @@ class EventWorker:
     def _spool_notices(self, reader: ResourceReader, spool: Spool | None) -> None:
         """Put deletion notices and parent links on disk; nothing is dropped when this fails."""
         links = reader.take_new_links()
-        if spool is None:
+        if spool is None or not self._tracks_deletions:
             return
         if links:
             try:
@@ -335,11 +343,14 @@ class EventWorker:
         if spool is not None:
             deletions = spool.pending(self._page_size, up_to_seq=None if page.done else page.last)
         events = builder.build(page.changes, deletions)
+        dead = list(builder.dead_letters)
         caught_up = page.done and len(deletions) < self._page_size
         if caught_up and self._stopping.is_set():
             events.extend(builder.flush_waiting())
         self._status.update(log_end_seq=max(page.last, read_pos))
-        return Batch(events=events, read_pos=read_pos, deletions=deletions, more=not caught_up)
+        return Batch(
+            events=events, read_pos=read_pos, deletions=deletions, more=not caught_up, dead=dead
+        )
 
     def _commit(self, batch: Batch, builder: EventBuilder, spool: Spool | None) -> None:
         self._read_pos = batch.read_pos
@@ -347,6 +358,9 @@ class EventWorker:
         cursor = batch.read_pos if waiting is None else min(batch.read_pos, waiting - 1)
         self._cursor = cursor
         self._save_cursor(force=self._stopping.is_set())
+        if spool is not None and batch.dead:
+            spool.dead_letter(batch.dead)
+            self._report_dead_letters(batch.dead)
         if spool is not None and batch.deletions:
             spool.done(batch.deletions)
         self._status.update(
@@ -400,9 +414,34 @@ class EventWorker:
                 with contextlib.suppress(Exception):  # reported by the round that follows
                     self._spooler()
 
+    def _report_dead_letters(self, letters: list[DeadLetter]) -> None:
+        last = letters[-1]
+        self._status.add(dead_letters=len(letters))
+        self._status.update(
+            last_dead_letter={"Id": last.event_id, "Type": last.type, "Reason": last.reason}
+        )
+        for letter in letters[:5]:
+            self._host.log_warning(
+                f"dicom-events: event {letter.event_id} ({letter.type} of {letter.subject})"
+                f" kept as a dead letter: {letter.reason}"
+            )
+
     def _report(self) -> None:
         for name, value in metrics(self._status.snapshot()).items():
             self._host.set_metric(name, value)
 
     def _mask(self, error: object) -> str:
         return mask_secrets(str(error), self._config)
+
+
+def _dead_letters(events: list[OutgoingEvent], refused: list[Refusal]) -> list[DeadLetter]:
+    by_id = {event.id: event for event in events}
+    letters = []
+    now = utc_now_rfc3339()
+    for refusal in refused:
+        event = by_id.get(refusal.event_id)
+        if event is None:
+            continue
+        subject = str(event.envelope.get("subject", ""))
+        letters.append(DeadLetter(event.id, event.type, subject, refusal.reason, now, event.body))
+    return letters

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from ..envelope import OutgoingEvent
@@ -12,11 +13,20 @@ class PublishError(RuntimeError):
     """The broker did not confirm every event of the batch (the batch is retried)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An event the broker will never take as it is (too large, routed nowhere, invalid)."""
+
+    event_id: str
+    reason: str
+
+
 class Publisher(Protocol):
-    def publish(self, events: Sequence[OutgoingEvent]) -> int:
+    def publish(self, events: Sequence[OutgoingEvent]) -> list[Refusal]:
         """Send and wait for the broker's confirmation of every event, in order.
 
-        Returns how many were accepted but routed nowhere. Raises PublishError otherwise.
+        Returns the events refused for good (the others were confirmed); raises PublishError
+        when the batch must be tried again.
         """
         ...
 

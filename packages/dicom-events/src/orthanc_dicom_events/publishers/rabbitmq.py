@@ -5,7 +5,8 @@ runs the connection's I/O loop until the broker has acknowledged every message (
 messages at once arrive as one frame), so a page costs about one round trip, not one per message.
 A negative acknowledgement, a closed channel or connection, or no answer in time fails the whole
 batch, which is then retried: delivery is at least once. `mandatory` is set, and a message the
-broker could route to no queue comes back (before its ack): it is counted, not retried.
+broker could route to no queue comes back (before its ack): it is a refusal (the worker keeps it
+as a dead letter), or, with `Unroutable: "retry"`, fails the batch until a queue is bound.
 
 pika's SelectConnection is used rather than its BlockingConnection, whose channel waits for each
 confirm in turn. Nothing else touches the connection: the publisher thread drives the I/O loop only
@@ -21,7 +22,7 @@ from typing import Any
 
 from ..config import RabbitConfig, mask_url_password
 from ..envelope import CONTENT_TYPE, OutgoingEvent
-from . import PublishError
+from . import PublishError, Refusal
 
 _CONNECT_TIMEOUT_SECONDS = 3.0
 _CONFIRM_TIMEOUT_SECONDS = 30.0  # a broker that takes longer is treated as gone; batch retried
@@ -44,18 +45,18 @@ class RabbitPublisher:
         self._next_tag = 0
         self._unconfirmed: set[int] = set()
         self._nacked = 0
-        self._returned = 0  # mandatory messages the broker could route nowhere, this batch
+        self._returned: list[Refusal] = []  # messages routed nowhere, this batch
         self._stop_when: Callable[[], bool] | None = None
 
     @property
     def connected(self) -> bool:
         return self._ready and self._connection is not None and bool(self._connection.is_open)
 
-    def publish(self, events: Sequence[OutgoingEvent]) -> int:
+    def publish(self, events: Sequence[OutgoingEvent]) -> list[Refusal]:
         confirmed = False
         try:
             self._open()
-            self._returned = self._nacked = 0
+            self._returned, self._nacked = [], 0
             for event in events:
                 properties = self._pika.BasicProperties(
                     content_type=CONTENT_TYPE,
@@ -80,6 +81,8 @@ class RabbitPublisher:
             self._fail(f"no confirmation within {_CONFIRM_TIMEOUT_SECONDS:.0f} s")
         if self._nacked:
             self._fail(f"the broker refused {self._nacked} message(s)")  # channel stays usable
+        if self._returned and self._config.unroutable == "retry":
+            raise PublishError(f"{self._returned[0].reason} (Unroutable: retry)")
         return self._returned
 
     def keep_alive(self) -> None:
@@ -145,10 +148,14 @@ class RabbitPublisher:
         self._channel = channel
         channel.add_on_close_callback(self._on_channel_closed)
         channel.add_on_return_callback(self._on_returned)
+        arguments = {}
+        if self._config.alternate_exchange:
+            arguments["alternate-exchange"] = self._config.alternate_exchange
         channel.exchange_declare(
             self._config.exchange,
             exchange_type="topic",
             durable=True,
+            arguments=arguments or None,
             callback=lambda _frame: channel.confirm_delivery(
                 ack_nack_callback=self._on_confirmation, callback=self._on_confirm_mode
             ),
@@ -172,8 +179,11 @@ class RabbitPublisher:
             self._nacked += len(done)
         self._check_stop()
 
-    def _on_returned(self, *_returned: Any) -> None:
-        self._returned += 1
+    def _on_returned(self, _channel: Any, method: Any, properties: Any, _body: bytes) -> None:
+        event_id = str(getattr(properties, "message_id", "") or "")
+        routing_key = getattr(method, "routing_key", "")
+        reason = f"unroutable: no queue bound to {self._config.exchange!r} for {routing_key!r}"
+        self._returned.append(Refusal(event_id, reason))
 
     # -- driving the I/O loop from the publisher thread -----------------------------------------
 

@@ -7,10 +7,12 @@ from typing import Any
 
 from ..config import SnsConfig
 from ..envelope import OutgoingEvent
-from . import PublishError
+from . import PublishError, Refusal
 
 BATCH_ENTRIES = 10
-BATCH_BYTES = 256 * 1024  # the limit of a whole PublishBatch request's messages
+BATCH_BYTES = (
+    256 * 1024
+)  # the limit of one message and of a whole PublishBatch, attributes included
 _PARTIAL_RETRIES = 3
 
 
@@ -26,10 +28,20 @@ class SnsPublisher:
     def connected(self) -> bool:
         return self._ok
 
-    def publish(self, events: Sequence[OutgoingEvent]) -> int:
-        for chunk in _chunks(events):
-            self._publish_chunk(chunk)
-        return 0
+    def publish(self, events: Sequence[OutgoingEvent]) -> list[Refusal]:
+        refused: list[Refusal] = []
+        fitting: list[OutgoingEvent] = []
+        for event in events:
+            size = message_size(event)
+            if size > BATCH_BYTES:
+                refused.append(
+                    Refusal(event.id, f"too large for SNS: {size} > {BATCH_BYTES} bytes")
+                )
+            else:
+                fitting.append(event)
+        for chunk in _chunks(fitting):
+            refused.extend(self._publish_chunk(chunk))
+        return refused
 
     def keep_alive(self) -> None:
         pass
@@ -37,19 +49,26 @@ class SnsPublisher:
     def close(self) -> None:
         self._ok = False
 
-    def _publish_chunk(self, chunk: list[OutgoingEvent]) -> None:
+    def _publish_chunk(self, chunk: list[OutgoingEvent]) -> list[Refusal]:
         remaining = chunk
+        refused: list[Refusal] = []
         for _ in range(_PARTIAL_RETRIES):
-            failed_index = self._send(remaining)
-            if failed_index is None:
-                return
+            failed = self._send(remaining)
+            if failed is None:
+                return refused
+            failed_index, sender_fault, reason = failed
+            if sender_fault:  # this entry is invalid as it is: no retry will change that
+                refused.append(Refusal(remaining[failed_index].id, f"refused by SNS: {reason}"))
+                failed_index += 1
             # Resend from the first failure on, even entries that succeeded after it: that keeps
             # order within a group (FIFO topics drop the duplicates by their deduplication id).
             remaining = remaining[failed_index:]
+            if not remaining:
+                return refused
         raise PublishError(f"SNS kept refusing {len(remaining)} of a batch of {len(chunk)}")
 
-    def _send(self, events: list[OutgoingEvent]) -> int | None:
-        """Index of the first refused entry, None when all were accepted."""
+    def _send(self, events: list[OutgoingEvent]) -> tuple[int, bool, str] | None:
+        """(index, sender's fault, reason) of the first refused entry; None when all passed."""
         entries = [self._entry(index, event) for index, event in enumerate(events)]
         try:
             answer = self._sns().publish_batch(
@@ -59,8 +78,12 @@ class SnsPublisher:
             self._ok = False
             raise PublishError(f"{type(error).__name__}: {error}") from error
         self._ok = True
-        failed = [int(entry["Id"]) for entry in answer.get("Failed", [])]
-        return min(failed) if failed else None
+        failed = sorted(answer.get("Failed", []), key=lambda entry: int(entry["Id"]))
+        if not failed:
+            return None
+        first = failed[0]
+        reason = f"{first.get('Code', '')}: {first.get('Message', '')}".strip(": ")
+        return int(first["Id"]), bool(first.get("SenderFault")), reason
 
     def _entry(self, index: int, event: OutgoingEvent) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -91,13 +114,18 @@ class SnsPublisher:
         return self._client
 
 
+def message_size(event: OutgoingEvent) -> int:
+    """What SNS counts against its limit: the message and its `type` attribute."""
+    return len(event.body) + len("type") + len("String") + len(event.type.encode())
+
+
 def _chunks(events: Sequence[OutgoingEvent]) -> list[list[OutgoingEvent]]:
     """Groups of at most 10 entries and 256 KiB of messages, in order."""
     chunks: list[list[OutgoingEvent]] = []
     current: list[OutgoingEvent] = []
     size = 0
     for event in events:
-        length = len(event.body)
+        length = message_size(event)
         if current and (len(current) == BATCH_ENTRIES or size + length > BATCH_BYTES):
             chunks.append(current)
             current, size = [], 0
