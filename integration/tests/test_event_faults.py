@@ -269,3 +269,32 @@ def test_an_event_too_large_for_sns_is_a_dead_letter_not_a_stall(
     (received,) = reader.receive(1, timeout=30)
     assert (letter["Subject"], "too large for SNS" in letter["Reason"]) == (big["ID"], True)
     assert received.message["subject"] == small["ID"]
+
+
+def test_restoring_an_older_index_starts_a_new_id_epoch(
+    orthanc_factory: OrthancFactory, rabbitmq: RabbitMQ, tmp_path: Path
+) -> None:
+    index, state = tmp_path / "index", tmp_path / "state"
+    exchange = f"epoch-{uuid.uuid4().hex[:8]}"
+    config = rabbit_config(rabbitmq.url_for_orthanc, exchange, {"StoredInstance": True})
+    config.update({"StorageDirectory": str(index), "IndexDirectory": str(index)})
+    config["DicomEvents"]["StateDirectory"] = str(state)
+    with consume(rabbitmq.url, exchange, "dicom.#") as collector:
+        orthanc = orthanc_factory(["dicom-events"], config)
+        orthanc.upload_file(instance_bytes(generate_uid(), generate_uid()))
+        collector.wait_for(1, timeout=15)
+        orthanc.stop()
+        backup = (index / "index").read_bytes()  # Orthanc's SQLite index, while it is stopped
+        orthanc.start()
+        for _ in range(3):
+            orthanc.upload_file(instance_bytes(generate_uid(), generate_uid()))
+        collector.wait_for(4, timeout=15)
+        orthanc.stop()
+        (index / "index").write_bytes(backup)  # the operator restores yesterday's index
+        orthanc.start()
+        for _ in range(3):
+            orthanc.upload_file(instance_bytes(generate_uid(), generate_uid()))
+        messages = collector.wait_for(7, timeout=20)
+    ids = [message.body["id"] for message in messages]
+    assert len(set(ids)) == len(ids), "an event id was reused for another event"
+    assert "new event ids use identity" in orthanc.log_text()

@@ -101,6 +101,15 @@ class Spool:
         self._db.execute("INSERT INTO meta VALUES('identity', ?)", (identity,))
         return identity
 
+    def high_water(self) -> str | None:
+        """The last change published, as `set_high_water` stored it (see EventWorker)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key='high-water'").fetchone()
+        return str(row[0]) if row else None
+
+    def set_high_water(self, value: str) -> None:
+        with self._transaction(durable=False):
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES('high-water', ?)", (value,))
+
     def remember_parents(self, links: Iterable[tuple[str, str, int]]) -> None:
         """Record (child, parent, level of the child) links (idempotent).
 

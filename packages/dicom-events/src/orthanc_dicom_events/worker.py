@@ -112,6 +112,8 @@ class EventWorker:
         self._read_pos = 0
         self._cursor_known = False
         self._spooler: Callable[[], None] | None = None  # spools notices, once the spool is open
+        self._spool: Spool | None = None
+        self._last_read: ch.Change | None = None  # the newest change read from the log
 
     # -- called from Orthanc's threads: no I/O here ---------------------------------------------
 
@@ -186,6 +188,8 @@ class EventWorker:
         try:
             if not self._cursor_known:
                 self._open_cursor()
+            if spool is not None:
+                self._check_epoch(spool)
             reader = ResourceReader(self._host)
             if spool is not None and self._tracks_deletions:
                 self._reconcile(spool, reader)
@@ -201,6 +205,7 @@ class EventWorker:
             if spool is not None:
                 spool.close()
             raise
+        self._spool = spool
         self._status.update(broker_state="starting", last_error=None)
         self.ready.set()
         return reader, builder, publisher, spool
@@ -285,6 +290,34 @@ class EventWorker:
         # Only now: a start that failed half-way must not publish from position 0.
         self._cursor_known = True
 
+    def _check_epoch(self, spool: Spool) -> None:
+        """A new event-id epoch when the log this identity numbered has gone backwards.
+
+        Event ids are `<identity>-<seq>`. An older copy of Orthanc's index brings back an older
+        log under the same identity: its next changes would reuse sequence numbers, and ids,
+        that consumers already saw for other events. The state file remembers the last change
+        published; if the log no longer holds it, the identity is replaced.
+        """
+        mark = spool.high_water()
+        if mark is None or not mark.startswith(self.identity + "|"):
+            return
+        seq = int(mark.split("|")[1])
+        end = self._log_end()
+        moved = end < seq
+        if not moved:
+            page = ch.parse_page(self._host.get(ch.changes_uri(seq - 1, 1)))
+            same = [change for change in page.changes if change.seq == seq]
+            moved = bool(same) and _high_water(self.identity, same[0]) != mark
+        if not moved:
+            return
+        old, self.identity = self.identity, uuid.uuid4().hex
+        self._host.set_global_property(IDENTITY_PROPERTY, self.identity)
+        self._host.log_warning(
+            f"dicom-events: the change log went back before change {seq} published under"
+            f" identity {old} (an older index restored?): new event ids use identity"
+            f" {self.identity}"
+        )
+
     def _log_end(self) -> int:
         return int(self._host.get_json("/changes?last")["Last"])
 
@@ -337,6 +370,8 @@ class EventWorker:
     def _next_batch(self, builder: EventBuilder, spool: Spool | None) -> Batch:
         page = ch.parse_page(self._host.get(ch.changes_uri(self._read_pos, self._page_size)))
         read_pos = page.changes[-1].seq if page.changes else max(self._read_pos, page.last)
+        if page.changes:
+            self._last_read = page.changes[-1]
         if not page.changes and page.last < self._read_pos:
             read_pos = page.last  # the log was reset: follow it
         deletions: list[SpooledDeletion] = []
@@ -376,6 +411,9 @@ class EventWorker:
         if force or now - self._saved_at >= CURSOR_SAVE_SECONDS:
             self._host.set_global_property(CURSOR_PROPERTY, str(self._cursor))
             self._saved_cursor, self._saved_at = self._cursor, now
+            last = self._last_read
+            if self._spool is not None and last is not None and last.seq <= self._cursor:
+                self._spool.set_high_water(_high_water(self.identity, last))
 
     def _rewind(self, builder: EventBuilder) -> None:
         self._read_pos = self._cursor
@@ -445,3 +483,8 @@ def _dead_letters(events: list[OutgoingEvent], refused: list[Refusal]) -> list[D
         subject = str(event.envelope.get("subject", ""))
         letters.append(DeadLetter(event.id, event.type, subject, refusal.reason, now, event.body))
     return letters
+
+
+def _high_water(identity: str, change: ch.Change) -> str:
+    """What identifies the last change published: its number and what it was about."""
+    return f"{identity}|{change.seq}|{change.resource_id}|{change.date}"
