@@ -298,3 +298,26 @@ def test_restoring_an_older_index_starts_a_new_id_epoch(
     ids = [message.body["id"] for message in messages]
     assert len(set(ids)) == len(ids), "an event id was reused for another event"
     assert "new event ids use identity" in orthanc.log_text()
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_a_deletion_comes_between_the_store_before_it_and_the_re_store_after_it(
+    orthanc_factory: OrthancFactory, rabbitmq: RabbitMQ, round_: int
+) -> None:
+    exchange = f"order-{uuid.uuid4().hex[:8]}"
+    events = {"StoredInstance": True, "DeletedInstance": True}
+    config = rabbit_config(rabbitmq.url_for_orthanc, exchange, events)
+    config["OverwriteInstances"] = True
+    dicom = instance_bytes(generate_uid(), generate_uid())
+    with consume(rabbitmq.url, exchange, "dicom.instance.#") as collector:
+        orthanc = orthanc_factory(["dicom-events"], config)
+        instance = orthanc.upload_file(dicom)["ID"]
+        collector.wait_for(1, timeout=15)
+        orthanc.client.delete(f"/instances/{instance}").raise_for_status()
+        orthanc.upload_file(dicom)  # sent again within milliseconds
+        messages = collector.wait_for(3, timeout=15)
+    assert [(m.body["type"], m.body["subject"]) for m in messages] == [
+        ("dicom.instance.stored", instance),
+        ("dicom.instance.deleted", instance),
+        ("dicom.instance.stored", instance),
+    ]

@@ -48,6 +48,7 @@ class DeletedNotice:
     level: int
     resource_id: str
     time: str
+    after_seq: int | None = None  # the log's end when the callback saw it, when known
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +153,13 @@ class Spool:
                 self._db.execute(
                     "INSERT INTO deleted(level, resource_id, time, after_seq, patient_id,"
                     " study_id, series_id) VALUES(?, ?, ?, ?, ?, ?, ?)",
-                    (notice.level, notice.resource_id, notice.time, after_seq, *ids),
+                    (
+                        notice.level,
+                        notice.resource_id,
+                        notice.time,
+                        notice.after_seq if notice.after_seq is not None else after_seq,
+                        *ids,
+                    ),
                 )
 
     def pending(self, limit: int, up_to_seq: int | None = None) -> list[SpooledDeletion]:

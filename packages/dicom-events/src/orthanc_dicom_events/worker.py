@@ -114,19 +114,33 @@ class EventWorker:
         self._spooler: Callable[[], None] | None = None  # spools notices, once the spool is open
         self._spool: Spool | None = None
         self._last_read: ch.Change | None = None  # the newest change read from the log
+        # The log's end read by the first deletion of a burst, valid until another change comes.
+        self._log_end_at_deletion: int | None = None
 
-    # -- called from Orthanc's threads: no I/O here ---------------------------------------------
+    # -- called from Orthanc's change thread: no network I/O here ------------------------------
 
     def wake(self) -> None:
         """A change was recorded: the change callback's whole work."""
+        self._log_end_at_deletion = None
         self._wake.set()
 
     def deleted(self, level_name: str, resource_id: str) -> None:
-        """Note a deletion (`level_name` as `/changes` spells it) and wake the thread."""
+        """Note a deletion (`level_name` as `/changes` spells it) and wake the thread.
+
+        The deletion is placed after the log's end as it is now: the callbacks come in the
+        order of the changes, so a resource stored again right after the deletion (a re-sent
+        instance) comes after it, even when the publisher spools the notice later. One read of
+        the log's end serves a whole burst of deletions (no other change in between).
+        """
         level = ch.level_from_name(level_name)
         if self._tracks_deletions and level is not None:
+            after = self._log_end_at_deletion
+            if after is None and self.ready.is_set():
+                with contextlib.suppress(Exception):  # the publisher's read is the fallback
+                    after = self._log_end_at_deletion = self._log_end()
+            notice = DeletedNotice(level, resource_id, utc_now_rfc3339(), after)
             with self._notices_lock:
-                self._notices.append(DeletedNotice(level, resource_id, utc_now_rfc3339()))
+                self._notices.append(notice)
         self._wake.set()
 
     def start(self) -> None:
