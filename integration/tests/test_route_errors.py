@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 
@@ -56,12 +57,14 @@ def test_hostile_requests_get_json_errors_never_500(orthanc_factory: OrthancFact
 
 
 def test_dicom_events_status_is_503_with_its_json_while_the_publisher_cannot_start(
-    orthanc_factory: OrthancFactory,
+    orthanc_factory: OrthancFactory, tmp_path: Path
 ) -> None:
     config = copy.deepcopy(VALID_CONFIG)
     config["DicomEvents"]["Events"]["DeletedSeries"] = True
-    # A state folder that can never be created: the publisher never gets ready.
-    config["DicomEvents"]["StateDirectory"] = "/proc/version/dicom-events"
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "dicom-events.sqlite").write_bytes(b"not a database" * 100)  # never opens
+    config["DicomEvents"]["StateDirectory"] = str(state)
     server = orthanc_factory(["dicom-events"], config, start=False)
     server.ready_statuses = {200, 503}
     server.start()
@@ -71,3 +74,14 @@ def test_dicom_events_status_is_503_with_its_json_while_the_publisher_cannot_sta
     assert status["Plugin"] == "dicom-events"
     assert status["Broker"]["State"] == "failed"
     assert status["Broker"]["LastError"]
+
+
+def test_an_unwritable_state_directory_refuses_to_start_naming_the_key(
+    orthanc_factory: OrthancFactory,
+) -> None:
+    config = copy.deepcopy(VALID_CONFIG)
+    config["DicomEvents"]["StateDirectory"] = "/proc/version/dicom-events"  # under a file
+    server = orthanc_factory(["dicom-events"], config, start=False)
+    returncode, log = server.start_expecting_failure()
+    assert returncode != 0
+    assert "DicomEvents.StateDirectory" in log and "/proc/version/dicom-events" in log

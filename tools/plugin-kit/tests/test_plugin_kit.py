@@ -309,3 +309,21 @@ def test_configuration_errors_never_show_a_secret() -> None:
     error = kit.ConfigurationError("A.URL", "amqps:/u:hunter2@h", "expected an amqp:// URL")
     assert "hunter2" not in str(error)
     assert "amqps:/u:***@h" in str(error)
+
+
+def test_configured_directories_resolve_like_orthanc_and_must_be_writable(
+    tmp_path: Any,
+) -> None:
+    class Module:
+        @staticmethod
+        def GetConfigurationPath() -> str:
+            return str(tmp_path / "etc" / "orthanc.json")
+
+    resolved = kit.configured_directory(Module, "state", "A.StateDirectory")
+    assert resolved == str(tmp_path / "etc" / "state")
+    assert os.path.isdir(resolved)
+    absolute = kit.configured_directory(Module, str(tmp_path / "abs"), "A.StateDirectory")
+    assert absolute == str(tmp_path / "abs")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(kit.ConfigurationError, match=r"A\.StateDirectory: cannot create"):
+        kit.configured_directory(Module, str(tmp_path / "file" / "below"), "A.StateDirectory")

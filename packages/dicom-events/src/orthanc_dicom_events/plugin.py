@@ -7,6 +7,7 @@ see "Plugin contract" in the repository README); everything Orthanc-specific goe
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
@@ -16,11 +17,12 @@ from ._kit import (
     OrthancHost,
     Request,
     Response,
+    configured_directory,
     json_response,
     method_not_allowed,
     status_handler,
 )
-from .config import DicomEventsConfig, mask_secrets, mask_url_password, parse
+from .config import SECTION, DicomEventsConfig, mask_secrets, mask_url_password, parse
 from .publishers import Publisher
 from .publishers.factory import build_publisher
 from .spool import read_dead_letters
@@ -115,6 +117,8 @@ class DicomEventsPlugin:
 
 def create(orthanc: ModuleType, orthanc_config: Mapping[str, Any]) -> DicomEventsPlugin:
     """Validate the `DicomEvents` section, register the REST routes and return the plugin."""
-    plugin = DicomEventsPlugin(orthanc, parse(orthanc_config))
+    config = parse(orthanc_config)
+    state = configured_directory(orthanc, config.state_directory, f"{SECTION}.StateDirectory")
+    plugin = DicomEventsPlugin(orthanc, replace(config, state_directory=state))
     plugin.register_routes()
     return plugin

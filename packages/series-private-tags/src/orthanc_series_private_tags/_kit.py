@@ -92,6 +92,25 @@ def reject_unknown_keys(section: Mapping[str, Any], path: str, known: frozenset[
             raise ConfigurationError(f"{path}.{key}", section[key], "unknown key")
 
 
+def configured_directory(orthanc: OrthancModule, path: str, key_path: str) -> str:
+    """A directory of the configuration, resolved as Orthanc resolves its own paths (a relative
+    one against the configuration file's folder), created if missing and checked writable."""
+    if not os.path.isabs(path):
+        getter = getattr(orthanc, "GetConfigurationPath", None)
+        base = str(getter() or "") if getter is not None else ""
+        if base and not os.path.isdir(base):
+            base = os.path.dirname(base)
+        path = os.path.join(base or os.getcwd(), path)
+    path = os.path.normpath(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        raise ConfigurationError(key_path, path, f"cannot create the directory: {error}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigurationError(key_path, path, "the directory is not writable")
+    return path
+
+
 def user_metadata_index(orthanc_config: Mapping[str, Any], name: str, example: int) -> int:
     """The index `UserMetadata` gives `name`: Orthanc stores plugin metadata only once declared."""
     path = f"UserMetadata.{name}"
