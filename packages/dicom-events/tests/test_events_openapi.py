@@ -29,7 +29,7 @@ def shipped_document() -> dict[str, Any]:
 
 def orthanc_pattern(path: str) -> str:
     """The regular expression a documented path template is registered with."""
-    return re.sub(r"\{[^}/]+\}", "([^/]+)", path)
+    return re.sub(r"\{[^}/]+\}", "([!-.0-~]+)", path)  # the routes' ID segment
 
 
 def request_path(path: str) -> str:

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._kit import (
+    ID_SEGMENT,
+    HostError,
     NotFound,
     OrthancHost,
     Response,
@@ -27,9 +29,11 @@ from .store import SeriesTagStore
 
 PREFIX = "/with-private-tags"
 SERIES_LIST = f"{PREFIX}/series"
-SERIES_ONE = f"{PREFIX}/series/([^/]+)"
-PATIENT_SERIES = f"{PREFIX}/patients/([^/]+)/series"
-STUDY_SERIES = f"{PREFIX}/studies/([^/]+)/series"
+SERIES_ONE = f"{PREFIX}/series/{ID_SEGMENT}"
+PATIENT_SERIES = f"{PREFIX}/patients/{ID_SEGMENT}/series"
+STUDY_SERIES = f"{PREFIX}/studies/{ID_SEGMENT}/series"
+# Orthanc 1.10 refuses to list the series of a patient (or study) named by a lower level's ID.
+_WRONG_LEVEL = 5  # ErrorCode.BAD_PARAMETER_TYPE: "Bad type for a parameter"
 RECONSTRUCT = f"{PREFIX}/reconstruct"
 
 _UNSIGNED = re.compile(r"^[0-9]{1,18}$")
@@ -78,7 +82,12 @@ class Routes:
         if method != "GET":
             return method_not_allowed("GET")
         parent = f"/{level}/{quote_id(parent_id)}"
-        response = self._list(f"{parent}/series")
+        try:
+            response = self._list(f"{parent}/series")
+        except HostError as failure:
+            if failure.code != _WRONG_LEVEL:
+                raise
+            return error_response(404, f"Unknown {_singular(level)}: {parent_id}")
         # Orthanc answers [] for the ID of a resource of another level: that is no such parent.
         if response.status == 200 and response.body.strip() == b"[]":
             try:
@@ -112,7 +121,7 @@ class Routes:
             )
         series_id = request.get("Series")
         if series_id is not None:
-            if not isinstance(series_id, str):
+            if not _is_identifier(series_id):
                 return error_response(400, '"Series" must be a series ID (string)')
             try:
                 self._host.get(f"/series/{quote_id(series_id)}")
@@ -150,3 +159,14 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
 
 def _singular(level: str) -> str:
     return {"patients": "patient", "studies": "study"}.get(level, level)
+
+
+def _is_identifier(value: object) -> bool:
+    """A non-empty string that can go into a URI (JSON strings may hold lone surrogates)."""
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -190,6 +190,12 @@ class NotFound(HostError):
     """Orthanc answered that the resource (or the item asked of it) does not exist."""
 
 
+# One path segment of a route's pattern, printable ASCII only: Orthanc's Python plugin answers 500
+# for a path that is not UTF-8 before any plugin code runs; such a path then matches no route and
+# gets Orthanc's own 404.
+ID_SEGMENT = "([!-.0-~]+)"
+
+
 def quote_id(resource_id: str) -> str:
     """A resource id as one URI path segment: nothing in it can add a query or a path."""
     return quote(resource_id, safe="")

@@ -11,14 +11,15 @@ from types import ModuleType
 from typing import Any
 
 from .__about__ import __version__
-from ._kit import OrthancHost, Request, Response, status_handler
+from ._kit import ID_SEGMENT, OrthancHost, Request, Response, status_handler
 from .config import SeriesThumbnailConfig, parse
 from .rendering import RENDERING_VERSION, warm_up
 from .service import ThumbnailService
 from .worker import ChangeWorker
 
 NAME = "series-thumbnail"
-THUMBNAIL_ROUTE = "/series/([^/]+)/thumbnail"  # Orthanc matches the whole URI: no other route hit
+# Orthanc matches the whole URI: no other route is hit.
+THUMBNAIL_ROUTE = f"/series/{ID_SEGMENT}/thumbnail"
 STATUS_ROUTE = "/series-thumbnail/status"
 
 
