@@ -2,11 +2,16 @@
 plugins composed, loaded with the shared DICOM samples. Ctrl-C stops everything it started.
 
     python -m integration.stack [--http-port 8042] [--samples DIR] [--sns moto|localstack]
+
+SIGINT, SIGTERM and SIGHUP all run the same clean-up, once: Orthanc, then the brokers. Its
+messages go to stderr and are dropped when nobody reads them any more (`| tee` ends with Ctrl-C
+too), so a closed pipe or terminal never cuts the clean-up short.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -17,10 +22,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 from integration.harness.interfaces import Orthanc, RabbitMQ, SnsEmulator
-from integration.harness.processes import HarnessError, port_is_free
+from integration.harness.processes import HarnessError, port_is_free, running_processes
 from integration.harness.providers import select_provider
 from integration.harness.rabbitmq import declare_exchange
 from orthanc_fake.samples import find_samples_dir
@@ -31,6 +36,11 @@ WORKDIR = REPO_ROOT / ".stack"
 EXCHANGE = "dicom-events"
 TOPIC = "dicom-events"
 NOT_DICOM = {".dic", ".md", ".txt", ".json"}
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class StopRequested(Exception):
+    """A stop signal arrived while the stack was starting."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +63,30 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("moto", "localstack", "external"),
         help="SNS emulator (default: AWS_ENDPOINT_URL's, else LocalStack if set up, else moto)",
     )
+    parser.add_argument(
+        "--pid-file",
+        type=Path,
+        help="once up, write 'PID name' of each process started to this file (removed at the end)",
+    )
     return parser
+
+
+def show(message: str, stream: TextIO | None = None) -> None:
+    """Write a line to stdout (or `stream`); dropped when the pipe or terminal has gone away."""
+    target = sys.stdout if stream is None else stream
+    try:
+        target.write(message + "\n")
+        target.flush()
+    except (OSError, ValueError):
+        _discard_output_of(target)
+
+
+def _discard_output_of(stream: TextIO) -> None:
+    # What is still buffered would fail again at exit (and print a traceback): send it nowhere.
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
 
 
 def preferred_port(requested: int | None, default: int) -> int | None:
@@ -101,10 +134,14 @@ def orthanc_config(
     return config
 
 
-def upload_samples(orthanc: Orthanc, samples: Path) -> tuple[int, list[str]]:
+def upload_samples(
+    orthanc: Orthanc, samples: Path, stop_requested: threading.Event
+) -> tuple[int, list[str]]:
     """Upload every DICOM-looking file under `samples`; returns (stored, refused names)."""
     stored, refused = 0, []
     for path in sorted(p for p in samples.rglob("*") if p.is_file()):
+        if stop_requested.is_set():
+            raise StopRequested
         if path.suffix.lower() in NOT_DICOM:
             continue
         response = orthanc.client.post(
@@ -127,15 +164,24 @@ class Stack:
         self.started.append((name, stop))
 
     def stop(self) -> None:
-        for name, stop in reversed(self.started):
+        """Stop everything, last started first; reports go to stderr and may be lost."""
+        while self.started:
+            name, stop = self.started.pop()
             began = time.monotonic()
             try:
                 stop()
             except Exception as error:
-                print(f"  {name}: could not stop cleanly: {error}", file=sys.stderr)
+                show(f"  {name}: could not stop cleanly: {error}", sys.stderr)
             else:
-                print(f"  {name} stopped ({time.monotonic() - began:.1f} s)")
-        self.started.clear()
+                show(f"  {name} stopped ({time.monotonic() - began:.1f} s)", sys.stderr)
+
+
+def write_pid_file(path: Path) -> None:
+    """'PID name' per line for each process this stack started, written whole or not at all."""
+    lines = [f"{process.pid} {process.name}\n" for process in running_processes()]
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("".join(lines))
+    partial.replace(path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -143,10 +189,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop_requested = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
+        # Only a flag: the clean-up runs once, in the main flow, whichever signal came first.
         stop_requested.set()
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    def stop_if_requested() -> None:
+        if stop_requested.is_set():
+            raise StopRequested
+
+    for stop_signal in STOP_SIGNALS:
+        # A signal ignored from the start (`nohup`, a background job) stays ignored.
+        if signal.getsignal(stop_signal) != signal.SIG_IGN:
+            signal.signal(stop_signal, request_stop)
 
     provider = select_provider()
     sns_kind = args.sns or provider.sns_kinds()[0]
@@ -154,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if workdir == WORKDIR:
         shutil.rmtree(workdir, ignore_errors=True)
     elif workdir.exists() and any(workdir.iterdir()):
-        print(f"--workdir {workdir} is not empty", file=sys.stderr)
+        show(f"--workdir {workdir} is not empty", sys.stderr)
         return 2
     workdir.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
@@ -167,6 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("RabbitMQ", rabbitmq),
             (sns_kind, sns),
         ]
+        # A stop signal lets a start under way finish (bounded by its timeout), then stops all.
         with ThreadPoolExecutor(2) as pool:
             starting = [(name, broker, pool.submit(broker.start)) for name, broker in brokers]
             failures = []
@@ -180,6 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     stack.add(name, broker.close)
             if failures:
                 raise HarnessError("\n".join(failures))
+        stop_if_requested()
         declare_exchange(rabbitmq.url, EXCHANGE)
         topic_arn = sns.create_topic(TOPIC)
 
@@ -194,16 +249,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             env=sns.env,
             name="stack",
         )
+        stop_if_requested()
         orthanc.start()
         stack.add("Orthanc", orthanc.stop)
         if args.samples is None:
             stored, refused = 0, ["no samples found: pass --samples DIR"]
         else:
-            stored, refused = upload_samples(orthanc, args.samples.resolve())
+            stored, refused = upload_samples(orthanc, args.samples.resolve(), stop_requested)
         elapsed = time.monotonic() - began
+        if args.pid_file is not None:
+            write_pid_file(args.pid_file)
 
         python = Path(sys.executable)
-        print(
+        show(
             f"""
 Stack ready in {elapsed:.1f} s (files and logs in {workdir}).
 
@@ -213,22 +271,26 @@ Stack ready in {elapsed:.1f} s (files and logs in {workdir}).
   watch events   {python} -m integration.watch_events --url '{rabbitmq.url}'
   SNS ({sns.kind}){" " * max(1, 9 - len(sns.kind))}{sns.endpoint_url}   topic {topic_arn}
 
-Ctrl-C stops everything.""",
-            flush=True,
+Ctrl-C stops everything."""
         )
         if refused:
-            print("Refused by Orthanc: " + ", ".join(refused), flush=True)
+            show("Refused by Orthanc: " + ", ".join(refused))
         while not stop_requested.wait(1):
             if not orthanc.is_running():
-                print(f"Orthanc exited: see {workdir / 'orthanc'}", file=sys.stderr)
+                show(f"Orthanc exited: see {workdir / 'orthanc'}", sys.stderr)
                 return 1
-        print("\nStopping:")
+        return 0
+    except StopRequested:
         return 0
     except (HarnessError, TimeoutError) as error:
-        print(f"The stack could not start: {error}", file=sys.stderr)
+        show(f"The stack could not start: {error}", sys.stderr)
         return 1
     finally:
+        if stack.started:
+            show("\nStopping:", sys.stderr)
         stack.stop()
+        if args.pid_file is not None:
+            args.pid_file.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

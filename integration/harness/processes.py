@@ -1,15 +1,23 @@
-"""Child processes the harness owns: own session, own log file, stopped by PID."""
+"""Child processes the harness owns: own session, own log file, stopped by PID, and (on Linux)
+signalled by the kernel when the harness process dies, however it dies."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
+import queue
 import random
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TypeVar
 
@@ -92,8 +100,103 @@ def tail(text: str, lines: int) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+# -- dying with the harness ------------------------------------------------------------------
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, *[ctypes.c_ulong] * 4]
+    prctl.restype = ctypes.c_int
+    return prctl
+
+
+_prctl = _load_prctl()
+
+
+def _die_with_parent(parent_pid: int, death_signal: int) -> Callable[[], None] | None:
+    """A `preexec_fn` asking the kernel to send `death_signal` to the child when the thread
+    that forked it ends, even if the harness is SIGKILLed; None where that is not available."""
+    prctl = _prctl
+    if prctl is None:
+        return None
+
+    def arrange() -> None:
+        # Runs in the child between fork and exec: no locks, no imports.
+        prctl(_PR_SET_PDEATHSIG, death_signal, 0, 0, 0)
+        if os.getppid() != parent_pid:
+            os._exit(1)  # the harness died before the request took effect
+
+    return arrange
+
+
+class _SpawningThread:
+    """Forks every managed child from one thread that lasts as long as the harness process.
+
+    The parent-death signal follows the *thread* that forked the child, not the process: a child
+    started from a pool thread would be killed as soon as that thread ends.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner_pid: int | None = None
+        self._requests: queue.SimpleQueue[
+            tuple[Callable[[], subprocess.Popen[bytes]], Future[subprocess.Popen[bytes]]]
+        ] = queue.SimpleQueue()
+
+    def popen(self, start: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self._owner_pid != os.getpid():  # first use, or a forked copy of the harness
+                self._requests = queue.SimpleQueue()
+                threading.Thread(
+                    target=self._serve, args=(self._requests,), name="harness-spawner", daemon=True
+                ).start()
+                self._owner_pid = os.getpid()
+            requests = self._requests
+        started: Future[subprocess.Popen[bytes]] = Future()
+        requests.put((start, started))
+        return started.result()
+
+    @staticmethod
+    def _serve(
+        requests: queue.SimpleQueue[
+            tuple[Callable[[], subprocess.Popen[bytes]], Future[subprocess.Popen[bytes]]]
+        ],
+    ) -> None:
+        while True:
+            start, started = requests.get()
+            try:
+                started.set_result(start())
+            except BaseException as error:
+                started.set_exception(error)
+
+
+_spawning_thread = _SpawningThread()
+_all_processes: weakref.WeakSet[ManagedProcess] = weakref.WeakSet()
+
+
+def running_processes() -> list[ManagedProcess]:
+    """Every ManagedProcess of this harness process that is running now, in start order."""
+    return sorted(
+        (process for process in list(_all_processes) if process.is_running()),
+        key=lambda process: process.started_at,
+    )
+
+
 class ManagedProcess:
-    """One server process: own session (so its children can be reached), own log file."""
+    """One server process: own session (so its children can be reached), own log file.
+
+    On Linux the kernel also sends it `parent_death_signal` when the harness process dies, so a
+    harness killed with SIGKILL leaves no server behind (its children's own children are not
+    covered: see integration/README.md). SIGTERM by default, so that a server can still stop
+    what it runs itself (rabbitmq-server is a shell script that stops its Erlang VM on SIGTERM).
+    """
 
     def __init__(
         self,
@@ -103,12 +206,15 @@ class ManagedProcess:
         log_path: Path,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        parent_death_signal: signal.Signals = signal.SIGTERM,
     ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
         self.env = dict(env) if env is not None else None
         self.cwd = cwd
+        self.parent_death_signal = parent_death_signal
+        self.started_at = 0.0
         self._popen: subprocess.Popen[bytes] | None = None
 
     @property
@@ -129,15 +235,23 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         # Appending keeps the log of earlier runs readable after a restart.
         with self.log_path.open("ab") as log:
-            self._popen = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                cwd=self.cwd,
-                start_new_session=True,
-            )
+            die_with_harness = _die_with_parent(os.getpid(), int(self.parent_death_signal))
+
+            def start() -> subprocess.Popen[bytes]:
+                return subprocess.Popen(
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=self.env,
+                    cwd=self.cwd,
+                    start_new_session=True,
+                    preexec_fn=die_with_harness,
+                )
+
+            self._popen = start() if die_with_harness is None else _spawning_thread.popen(start)
+        self.started_at = time.monotonic()
+        _all_processes.add(self)
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM, wait up to `timeout`, then SIGKILL; the exit status (None if never started)."""

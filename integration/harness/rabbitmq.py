@@ -17,7 +17,14 @@ from urllib.parse import urlsplit
 import pika
 import pika.exceptions
 
-from .processes import HarnessError, ManagedProcess, free_port, free_port_pair, wait_until
+from .processes import (
+    HarnessError,
+    ManagedProcess,
+    free_port,
+    free_port_pair,
+    port_is_free,
+    wait_until,
+)
 
 RABBITMQ_SERVER = Path(os.environ.get("RABBITMQ_SERVER", "/usr/lib/rabbitmq/bin/rabbitmq-server"))
 _CONNECTION_ERRORS = (pika.exceptions.AMQPError, OSError)
@@ -81,6 +88,8 @@ class ExternalRabbitMQ:
 class PrivateRabbitMQNode:
     """A RabbitMQ node of its own: files in `workdir`, loopback ports, stopped by PID.
 
+    Its epmd is started by the harness too, as a process of its own: an epmd the node started
+    would be a daemon (detached from everything), which nothing stops if the harness is killed.
     `stop()` then `start()` restarts it on the same port with the same data, so durable
     exchanges and queues survive an outage as they would on a real broker. `close()` is the end.
     """
@@ -99,6 +108,12 @@ class PrivateRabbitMQNode:
             [str(RABBITMQ_SERVER)],
             log_path=workdir / "rabbitmq-server.log",
             env=self._environment(),
+            cwd=workdir,
+        )
+        self._epmd = ManagedProcess(
+            "epmd",
+            [_epmd_command(), "-port", str(self.epmd_port), "-address", "127.0.0.1"],
+            log_path=workdir / "epmd.log",
             cwd=workdir,
         )
 
@@ -139,6 +154,7 @@ class PrivateRabbitMQNode:
         for name in ("rabbitmq.conf", "rabbitmq-env.conf"):
             (self.workdir / name).touch()
         (self.workdir / "enabled_plugins").write_text("[].\n")
+        self._start_epmd()
         self._process.start()
 
         def ready() -> bool:
@@ -165,25 +181,47 @@ class PrivateRabbitMQNode:
     def stop(self) -> None:
         """Stop the node (an outage); `start()` brings it back on the same port."""
         self._process.stop()
-        self._kill_epmd()
+        self._stop_epmd()
 
     def close(self) -> None:
         self._process.stop()
-        self._kill_epmd()
+        self._stop_epmd()
 
     def log_tail(self, lines: int = 200) -> str:
         return self._process.log_tail(lines)
 
-    def _kill_epmd(self) -> None:
-        # The node starts an epmd daemon on its own port, which outlives the node.
-        epmd = shutil.which("epmd") or "/usr/bin/epmd"
+    def _start_epmd(self) -> None:
+        if self._epmd.is_running():
+            return
+        self._epmd.start()
+
+        def listening() -> bool:
+            if not self._epmd.is_running():
+                raise HarnessError(
+                    f"epmd exited with status {self._epmd.returncode}:\n" + self._epmd.log_tail(20)
+                )
+            return not port_is_free(self.epmd_port)
+
+        try:
+            wait_until(listening, timeout=10, what=f"epmd on port {self.epmd_port}", interval=0.05)
+        except BaseException:
+            self._epmd.stop()
+            raise
+
+    def _stop_epmd(self) -> None:
+        self._epmd.stop()
+        # An epmd the node started itself (had ours died) is a daemon: only `epmd -kill` ends it.
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             subprocess.run(
-                [epmd, "-port", str(self.epmd_port), "-kill"],
+                [_epmd_command(), "-port", str(self.epmd_port), "-kill"],
                 capture_output=True,
                 timeout=10,
                 check=False,
             )
+
+
+def _epmd_command() -> str:
+    return shutil.which("epmd") or "/usr/bin/epmd"
 
 
 def _masked(url: str) -> str:

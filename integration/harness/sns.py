@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 import uuid
@@ -286,6 +287,8 @@ class _ProcessEmulator(SnsEmulatorBase):
             log_path=workdir / f"{self.kind}.log",
             env=self._environment(),
             cwd=workdir,
+            # Its state is in memory, nothing to save; and LocalStack's shutdown can hang.
+            parent_death_signal=signal.SIGKILL,
         )
 
     def _argv(self) -> list[str]:
