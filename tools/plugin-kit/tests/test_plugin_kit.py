@@ -210,7 +210,7 @@ def test_background_thread_runs_niced_named_and_stops_within_bound(fake: FakeOrt
         seen["nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
         worker.stopping.wait()
 
-    worker = kit.BackgroundThread(host, "kit-worker", run)
+    worker = kit.BackgroundThread(host, "kit-worker-with-a-long-name", run)
     worker.start()
     worker.start()  # once only
     deadline = time.monotonic() + 5
@@ -219,7 +219,7 @@ def test_background_thread_runs_niced_named_and_stops_within_bound(fake: FakeOrt
         time.sleep(0.01)
     assert worker.stop(timeout=5)
     assert not worker.running
-    assert names == ["kit-worker"]
+    assert names == ["kit-worker-with"]  # Orthanc takes 15 characters at most
     assert seen["nice"] >= min(kit.WORKER_NICENESS, 19)
 
 

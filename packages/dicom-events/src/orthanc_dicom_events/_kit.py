@@ -177,6 +177,9 @@ class OrthancConstants:
 
 # ------------------------------------------------------------------------------------ host facade
 
+# Orthanc refuses (and logs an error for) thread names of 16 characters or more.
+THREAD_NAME_MAX = 15
+
 
 class HostError(RuntimeError):
     """A call into Orthanc failed; `code` is Orthanc's error code when it gave one."""
@@ -338,7 +341,7 @@ class OrthancHost:
         setter = getattr(self._orthanc, "SetCurrentThreadName", None)
         if setter is not None:
             with contextlib.suppress(Exception):
-                setter(name)
+                setter(name[:THREAD_NAME_MAX])
 
     def register_route(self, pattern: str, handler: Handler, plugin_name: str) -> None:
         """Serve `pattern` (Orthanc's regular expression) with `handler`; see `rest_callback`."""

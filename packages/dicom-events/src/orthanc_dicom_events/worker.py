@@ -233,7 +233,13 @@ class EventWorker:
     ) -> None:
         batch: Batch | None = None
         while True:
-            if self._stopping.is_set() and self._clock() >= self._deadline:
+            if self._stopping.is_set() and (
+                self._clock() >= self._deadline
+                or self._status.snapshot().broker_state == "disconnected"
+            ):
+                # Past the flush time, or the broker refused the last try: what is left goes
+                # after the next start, and Orthanc's stop is not held for nothing.
+                self._save_cursor(force=True)
                 if batch is not None or self._status.snapshot().spooled_deletions:
                     self._host.log_warning(
                         "dicom-events: stopping with events not yet published; they are"
@@ -455,8 +461,7 @@ class EventWorker:
         self._host.log_warning(f"dicom-events: {message}; retrying in {delay:.1f} s")
         self._report()
         if self._stopping.is_set():
-            time.sleep(max(0.0, min(delay, self._deadline - self._clock())))
-            return
+            return  # the loop ends at once: no broker to flush to
         # A stop request ends the wait early; deletions seen meanwhile go to disk at once.
         end = self._clock() + delay
         while not self._stopping.wait(min(NOTICE_SPOOL_SECONDS, max(0.0, end - self._clock()))):
