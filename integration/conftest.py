@@ -11,12 +11,22 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 
+from integration.compose_fixtures import (  # noqa: F401  (pytest-docker's, set for compose)
+    compose_brokers,
+    docker_cleanup,
+    docker_compose_command,
+    docker_compose_file,
+    docker_compose_project_name,
+    docker_setup,
+)
+from integration.harness import flavours
 from integration.harness.interfaces import Orthanc, Provider, RabbitMQ, SnsEmulator
 from integration.harness.orthanc import Entry
 from integration.harness.providers import select_provider
@@ -28,6 +38,21 @@ LOG_LINES_ON_FAILURE = 200
 
 _PROVIDER = select_provider()
 _orthancs_of_test = pytest.StashKey[list[Orthanc]]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Build (or check) the selected flavour's root filesystem before the first test, with its
+    log line shown: a first build takes about a minute, which no test's time limit expects."""
+    flavour = flavours.selected_flavour()
+    if _PROVIDER.name in ("docker", "compose") or not flavours.runs_chrooted(flavour):
+        return
+    capture = session.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        flavours.chrooted_orthanc(flavour)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"orthanc flavour: {flavours.selected_flavour()} (HARNESS_FLAVOUR)"
 
 
 class OrthancFactory(Protocol):
@@ -45,7 +70,10 @@ class OrthancFactory(Protocol):
 
 
 @pytest.fixture(scope="session")
-def provider() -> Provider:
+def provider(request: pytest.FixtureRequest) -> Provider:
+    # Session fixtures the provider needs first: the compose provider's brokers (pytest-docker).
+    for name in getattr(_PROVIDER, "session_fixtures", ()):
+        request.getfixturevalue(name)
     return _PROVIDER
 
 

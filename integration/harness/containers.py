@@ -1,42 +1,51 @@
-"""Servers as containers (testcontainers): an orthancteam/orthanc image with this repository's
-wheels installed, RabbitMQ and LocalStack, on one Docker network of their own.
+"""Servers as containers (testcontainers): Orthanc from the image examples/Dockerfile builds with
+this checkout's wheels, on the pinned orthancteam/orthanc image or on a flavour's Debian image.
 
-Everything the container path decides (images, environment, Orthanc's configuration, the entry
-script) is a plain function of this module, so it is unit-tested without a Docker engine. Only
-the classes below talk to Docker, and testcontainers is imported when they first do (so the local
-path does not need it installed).
+Two ways to network them, chosen by the engine (HARNESS_DOCKER_NETWORK overrides):
+- `private`: an engine with its default bridge (a CI runner, Docker Desktop). Orthanc, RabbitMQ
+  and LocalStack containers share a Docker network of their own, ports published on 127.0.0.1;
+- `host`: an engine without one, such as the harness's own (`docker_engine`, `--bridge=none`, no
+  firewall rules). Orthanc containers run on the host's network on free ports and refuse remote
+  clients, like the local Orthanc; RabbitMQ and the SNS emulators are the local provider's
+  processes (the same servers the local suites use, interruptible the same way).
 
-Orthanc in the image runs Python plugin 7.x, which reads `"Python": {"Path", "AllowThreads"}`;
-the local harness runs Debian's plugin 4.0, which reads only `"PythonScript"`.
+When no engine answers, the provider starts the harness's own (root, Debian's docker.io) and stops
+it when the test process ends. Testcontainers' reaper (Ryuk) needs an image from a registry: it is
+off unless TESTCONTAINERS_RYUK_DISABLED=false, and the provider removes its containers itself,
+by testcontainers' session label at exit and by its own PID label for a test process that died.
+
+Everything the container path decides (images, environment, Orthanc's configuration) is a plain
+function of this module, so it is unit-tested without a Docker engine. testcontainers is imported
+when a container is first made (the local path does not need it).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import requests
 
-from .interfaces import Orthanc, RabbitMQ, SnsEmulator
+from . import flavours
+from .docker_engine import process_alive
+from .interfaces import Orthanc, Provider, RabbitMQ, SnsEmulator
 from .orthanc import (
+    DCMTK_NO_DELAY,
     ORTHANC_AET,
     PLUGINS,
     Entry,
     OrthancClient,
     OrthancOperations,
     check_selection,
-    composer_command,
     deep_merge,
 )
 from .processes import HarnessError, free_port, tail, wait_until
@@ -44,8 +53,11 @@ from .rabbitmq import _CONNECTION_ERRORS, amqp_ready
 from .sns import DEFAULT_REGION, SnsEmulatorBase, create_emulator
 
 if TYPE_CHECKING:
+    from docker import DockerClient
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.network import Network
+
+    from .docker_engine import DockerEngine
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,6 +72,16 @@ IMAGE_VARIABLES = {
     "rabbitmq": ("HARNESS_RABBITMQ_IMAGE", RABBITMQ_IMAGE),
     "localstack": ("HARNESS_LOCALSTACK_IMAGE", LOCALSTACK_IMAGE),
 }
+# orthancteam or debian (examples/Dockerfile's ORTHANC_IMAGE_KIND) for HARNESS_ORTHANC_IMAGE.
+ORTHANC_IMAGE_KIND_VARIABLE = "HARNESS_ORTHANC_IMAGE_KIND"
+NETWORK_VARIABLE = "HARNESS_DOCKER_NETWORK"
+NETWORK_MODES = ("private", "host")
+# The Python plugin of the pinned orthancteam image (flavour images carry theirs in a label).
+ORTHANC_IMAGE_PLUGIN_VERSION = (7, 1)
+PLUGIN_VERSION_LABEL = "orthanc.python-plugin.version"
+# The image's venv as examples/Dockerfile makes it, whatever the base.
+IMAGE_SITE_PACKAGES = PurePosixPath("/opt/orthanc-plugins/site-packages")
+IMAGE_COMPOSER = PurePosixPath("/opt/orthanc-plugins/bin/orthanc-plugins-compose")
 
 ORTHANC_HTTP_PORT = 8042
 ORTHANC_DICOM_PORT = 4242
@@ -71,14 +93,8 @@ LOCALSTACK_ALIAS = "localstack"
 # a published port and from the Orthanc container.
 RABBITMQ_USER = "harness"
 RABBITMQ_PASSWORD = "harness"  # a throw-away broker on a private network and a loopback port
-HARNESS_IMAGE_REPOSITORY = "orthanc-python-plugins-harness"
-# Distributions baked into the harness's Orthanc image, built from this checkout.
-WHEEL_SOURCES = (
-    "packages/dicom-events",
-    "packages/series-private-tags",
-    "packages/series-thumbnail",
-    "tools/composer",
-)
+# On every container the provider makes: which test process owns it (see remove_leftovers).
+OWNER_LABEL = "org.orthanc-python-plugins.harness-pid"
 
 
 # -- decisions (pure functions, unit-tested) ----------------------------------------------------
@@ -91,39 +107,87 @@ def image_for(service: str, environ: Mapping[str, str] | None = None) -> str:
     return value or default
 
 
-def python_entry_settings(entry_path: str, *, plugin_major: int) -> dict[str, Any]:
-    """How Orthanc's configuration names the Python script for a given Python plugin version.
+def choose_orthanc_base(
+    environ: Mapping[str, str], pinned_available: Callable[[], bool]
+) -> tuple[str, str]:
+    """The base of the Orthanc image: ("image", NAME) or ("flavour", FLAVOUR).
 
-    Plugin 4.0 reads only `PythonScript` (and silently ignores a `Python` section); 4.1+ reads
-    `Python.Path`, and 4.3+ `Python.AllowThreads`, which lets the plugins' worker threads run
-    while Orthanc's own threads call into Python.
+    HARNESS_ORTHANC_IMAGE when set; else the flavour HARNESS_FLAVOUR names when it is one built
+    here (debian-13, debian-sid); else the pinned orthancteam image when the engine has it or can
+    pull it (`pinned_available`); else debian-sid, built here.
     """
-    if plugin_major < 4:
-        raise HarnessError(f"Python plugin {plugin_major}.x is older than the plugins support")
-    if plugin_major == 4:
-        return {"PythonScript": entry_path}
-    return {"Python": {"Path": entry_path, "AllowThreads": True, "Verbose": False}}
+    chosen = environ.get(IMAGE_VARIABLES["orthanc"][0], "").strip()
+    if chosen:
+        return ("image", chosen)
+    flavour = flavours.selected_flavour(environ)
+    if flavours.runs_chrooted(flavour):
+        return ("flavour", flavour)
+    if pinned_available():
+        return ("image", ORTHANC_IMAGE)
+    return ("flavour", "debian-sid")
+
+
+def image_kind(environ: Mapping[str, str]) -> str:
+    """examples/Dockerfile's ORTHANC_IMAGE_KIND for HARNESS_ORTHANC_IMAGE (orthancteam unless
+    HARNESS_ORTHANC_IMAGE_KIND says debian)."""
+    kind = environ.get(ORTHANC_IMAGE_KIND_VARIABLE, "").strip().lower() or "orthancteam"
+    if kind not in ("orthancteam", "debian"):
+        raise HarnessError(
+            f"{ORTHANC_IMAGE_KIND_VARIABLE}={kind!r}: expected orthancteam or debian"
+        )
+    return kind
+
+
+def network_mode(environ: Mapping[str, str], engine_has_bridge: Callable[[], bool]) -> str:
+    """`private` (a Docker network of the harness's own) or `host` (the host's network, for an
+    engine without a default bridge); HARNESS_DOCKER_NETWORK overrides."""
+    chosen = environ.get(NETWORK_VARIABLE, "").strip().lower()
+    if chosen:
+        if chosen not in NETWORK_MODES:
+            raise HarnessError(f"{NETWORK_VARIABLE}={chosen!r}: expected private or host")
+        return chosen
+    return "private" if engine_has_bridge() else "host"
+
+
+def python_entry_settings(entry_path: str, *, plugin_version: tuple[int, int]) -> dict[str, Any]:
+    """How Orthanc's configuration names the Python script for a given Python plugin version:
+    `PythonScript` on 4.0, `Python.Path` (with `AllowThreads`) from 4.1 (see flavours)."""
+    if plugin_version < (4, 0):
+        raise HarnessError(
+            f"Python plugin {plugin_version[0]}.{plugin_version[1]} is older than the plugins "
+            "support"
+        )
+    return flavours.PythonPluginApi(plugin_version).script_settings(entry_path)
 
 
 def container_orthanc_config(
-    overrides: Mapping[str, Any], *, workdir: Path, entry_path: str | None, name: str
+    overrides: Mapping[str, Any],
+    *,
+    workdir: Path,
+    entry_path: str | None,
+    name: str,
+    network: str = "private",
+    ports: tuple[int, int] = (ORTHANC_HTTP_PORT, ORTHANC_DICOM_PORT),
+    plugin_version: tuple[int, int] = ORTHANC_IMAGE_PLUGIN_VERSION,
 ) -> dict[str, Any]:
-    """Orthanc's configuration inside the orthancteam image (Python plugin 7.x).
+    """Orthanc's configuration in a container of the harness's image.
 
-    Orthanc listens on its usual ports inside the container; `HttpPort` / `DicomPort` given by a
-    test are host ports and stay out of the file. Storage is under `workdir`, which is mounted
-    at the same path so that a stopped container restarts with its data.
+    On a private network Orthanc listens on its usual ports inside the container and accepts the
+    requests Docker's port mapping brings from another address; `HttpPort` / `DicomPort` given by
+    a test are host ports and stay out of the file. On the host's network it listens on `ports`
+    (the host ports) and, like the local Orthanc, refuses remote clients. Storage is under
+    `workdir`, mounted at the same path so that a stopped container restarts with its data.
     """
     storage = str(workdir / "storage")
+    http_port, dicom_port = ports if network == "host" else (ORTHANC_HTTP_PORT, ORTHANC_DICOM_PORT)
     defaults: dict[str, Any] = {
         "Name": name,
         "StorageDirectory": storage,
         "IndexDirectory": storage,
-        "HttpPort": ORTHANC_HTTP_PORT,
-        "DicomPort": ORTHANC_DICOM_PORT,
+        "HttpPort": http_port,
+        "DicomPort": dicom_port,
         "DicomAet": ORTHANC_AET,
-        # Requests arrive through Docker's port mapping, i.e. from another address.
-        "RemoteAccessAllowed": True,
+        "RemoteAccessAllowed": network != "host",
         "AuthenticationEnabled": False,
         "StableAge": 2,
         "SaveJobs": False,
@@ -132,20 +196,32 @@ def container_orthanc_config(
     user = {key: value for key, value in overrides.items() if key not in ("HttpPort", "DicomPort")}
     config = deep_merge(defaults, user)
     if entry_path is not None and "PythonScript" not in user:
-        config = deep_merge(config, python_entry_settings(entry_path, plugin_major=7))
+        config = deep_merge(
+            config, python_entry_settings(entry_path, plugin_version=plugin_version)
+        )
     return config
 
 
 def orthanc_container_env(
-    config: Mapping[str, Any], extra: Mapping[str, str] | None = None
+    config: Mapping[str, Any],
+    extra: Mapping[str, str] | None = None,
+    *,
+    entry_path: str | None = None,
 ) -> dict[str, str]:
     """The environment of the Orthanc container: the whole configuration in ORTHANC_JSON (the
-    image merges it over its defaults) and the Python plugin switched on."""
+    image merges it over its defaults), and the Python plugin on with `entry_path` or off.
+
+    The image's own ORTHANC__PYTHON__PATH (its entry for all the plugins) is replaced, not left
+    to compete with ORTHANC_JSON: the orthancteam image applies both in the environment's order.
+    """
     env = {
         "ORTHANC_JSON": json.dumps(config, sort_keys=True),
-        "PYTHON_PLUGIN_ENABLED": "true",
+        "PYTHON_PLUGIN_ENABLED": "true" if entry_path is not None else "false",
         "VERBOSE_STARTUP": "false",
+        **DCMTK_NO_DELAY,
     }
+    if entry_path is not None:
+        env["ORTHANC__PYTHON__PATH"] = entry_path
     env.update(extra or {})
     return env
 
@@ -171,42 +247,23 @@ def localstack_container_env(environ: Mapping[str, str] | None = None) -> dict[s
     return env
 
 
-def harness_dockerfile(base_image: str) -> str:
-    """The harness's Orthanc image: the pinned orthancteam image plus the wheels in `wheels/`."""
-    return (
-        f"FROM {base_image}\n"
-        "COPY wheels/ /tmp/harness-wheels/\n"
-        # The image's Python is the system one (PEP 668), which the Python plugin embeds.
-        "RUN python3 -m pip install --no-cache-dir --break-system-packages "
-        "/tmp/harness-wheels/*.whl \\\n"
-        " && rm -rf /tmp/harness-wheels\n"
-    )
+def shared_folder(workdir: Path) -> Path:
+    """What an Orthanc container sees of the host, at the same path: the folder holding its
+    workdir, i.e. the test's temp folder, where tests put the state or index folders they name in
+    the configuration and where a second Orthanc finds the first one's storage."""
+    parent = workdir.parent
+    return parent if parent != Path(parent.anchor) else workdir
 
 
-def harness_image_tag(dockerfile: str, wheels: Iterable[Path]) -> str:
-    """A tag naming the image's content, so an unchanged checkout reuses the built image."""
-    digest = hashlib.sha256(dockerfile.encode())
-    for wheel in sorted(wheels, key=lambda path: path.name):
-        digest.update(wheel.name.encode())
-        digest.update(wheel.read_bytes())
-    return f"{HARNESS_IMAGE_REPOSITORY}:{digest.hexdigest()[:16]}"
+def standalone_entry_in_image(plugin: str) -> PurePosixPath:
+    """A plugin's own `orthanc_entry.py` as installed in the image's venv."""
+    return IMAGE_SITE_PACKAGES / PLUGINS[plugin].package / "orthanc_entry.py"
 
 
-def standalone_shim(plugin: str) -> str:
-    """A script that runs a plugin's own `orthanc_entry.py` from the image's site-packages.
-
-    Its location inside the image is only known there; run_path executes the file itself, with
-    its own `__file__`, exactly as if `Python.Path` named it.
-    """
-    package = PLUGINS[plugin].package
-    return (
-        f'"""Runs {package}/orthanc_entry.py as installed in this image."""\n'
-        "import os\n"
-        "import runpy\n\n"
-        f"import {package}\n\n"
-        f"runpy.run_path(os.path.join(os.path.dirname({package}.__file__), "
-        '"orthanc_entry.py"), run_name="orthanc_entry")\n'
-    )
+def plugin_version_of(labels: Mapping[str, str] | None) -> tuple[int, int]:
+    """The Python plugin version an image's labels name (the pinned image's when none does)."""
+    version = (labels or {}).get(PLUGIN_VERSION_LABEL, "")
+    return flavours.major_minor(version) if version else ORTHANC_IMAGE_PLUGIN_VERSION
 
 
 def docker_engine_answers(timeout: float = 3.0) -> bool:
@@ -430,41 +487,44 @@ class OrthancContainer(OrthancOperations):
 
     # -- entry and container -------------------------------------------------------------------
 
-    def _entry_script(self) -> Path | None:
+    def _entry_script(self) -> PurePosixPath | Path | None:
         if self.script is not None:
             return self.script
         if not self.plugins:
             return None
         if self.entry == "standalone":
-            shim = self.workdir / "standalone" / f"{PLUGINS[self.plugins[0]].package}_entry.py"
-            shim.parent.mkdir(parents=True, exist_ok=True)
-            shim.write_text(standalone_shim(self.plugins[0]))
-            return shim
+            # Inside the image: the file itself, as Python.Path would name it in a deployment.
+            return standalone_entry_in_image(self.plugins[0])
         output = self.workdir / "composed" / "__init__.py"
-        output.parent.mkdir(parents=True, exist_ok=True)
-        # No --site-packages: the plugins are installed in the image's own Python.
-        argv = [*composer_command(), *self.plugins, "--output", str(output)]
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
-        if result.returncode != 0:
-            raise HarnessError(f"{' '.join(argv)} failed:\n{result.stdout}{result.stderr}")
+        self._provider.compose(self.plugins, output)
         return output
 
     def _create(self) -> DockerContainer:
         (self.workdir / "storage").mkdir(parents=True, exist_ok=True)
+        network = self._provider.network_mode()
+        image = self._provider.orthanc_image()
         script = self._entry_script()
         self.config = container_orthanc_config(
             self._overrides,
             workdir=self.workdir,
             entry_path=str(script) if script is not None else None,
             name=self.name,
+            network=network,
+            ports=(self.http_port, self.dicom_port),
+            plugin_version=self._provider.orthanc_plugin_version(),
         )
-        container = self._provider.new_container(self._provider.orthanc_image(), None)
-        container.with_envs(**orthanc_container_env(self.config, self._extra_env))
-        container.with_volume_mapping(str(self.workdir), str(self.workdir), "rw")
-        if script is not None and not script.is_relative_to(self.workdir):
+        container = self._provider.new_container(image, None)
+        entry_path = str(script) if script is not None else None
+        container.with_envs(
+            **orthanc_container_env(self.config, self._extra_env, entry_path=entry_path)
+        )
+        shared = shared_folder(self.workdir)
+        container.with_volume_mapping(str(shared), str(shared), "rw")
+        if isinstance(script, Path) and not script.is_relative_to(shared):
             container.with_volume_mapping(str(script.parent), str(script.parent), "ro")
-        _bind_loopback(container, ORTHANC_HTTP_PORT, self.http_port)
-        _bind_loopback(container, ORTHANC_DICOM_PORT, self.dicom_port)
+        if network == "private":
+            _bind_loopback(container, ORTHANC_HTTP_PORT, self.http_port)
+            _bind_loopback(container, ORTHANC_DICOM_PORT, self.dicom_port)
         return container
 
     def _run_container(self) -> None:
@@ -551,20 +611,32 @@ class OrthancContainer(OrthancOperations):
 
 
 class ContainerProvider:
-    """Creates the servers as containers on one private Docker network (made on first use).
+    """Creates the servers as containers (see the module's docstring for the two networks).
 
-    Containers and the network carry testcontainers' session labels, so its reaper removes them
-    when the test process ends, whatever happens; close() does it earlier.
+    Every container carries testcontainers' session label and the provider's owner label;
+    close() (also at exit) removes them, the private network, and the harness's own engine when
+    this process started it.
     """
 
     name = "docker"
 
     def __init__(self) -> None:
+        self._lock = threading.RLock()
         self._network: Network | None = None
+        self._network_mode: str | None = None
+        self._engine_checked = False
+        self._own_engine: DockerEngine | None = None
         self._orthanc_image: str | None = None
+        self._plugin_version = ORTHANC_IMAGE_PLUGIN_VERSION
+        self._composed: dict[tuple[str, ...], str] = {}
         self._containers: list[DockerContainer] = []
-        self._lock = threading.Lock()
+        self._local: Provider | None = None
+        self._base_choice = ("image", ORTHANC_IMAGE)
+        self._reaper: subprocess.Popen[bytes] | None = None
         atexit.register(self.close)
+        # The engine (started when none answers) and the Orthanc base are settled before the
+        # suites are collected: which flavour answers is part of what they expect.
+        self.ensure_engine()
 
     def orthanc(
         self,
@@ -591,9 +663,13 @@ class ContainerProvider:
         )
 
     def rabbitmq(self, workdir: Path) -> RabbitMQ:
+        if self.network_mode() == "host":
+            return self._local_provider().rabbitmq(workdir)
         return RabbitMQContainer(self)
 
     def sns(self, kind: str, workdir: Path) -> SnsEmulator:
+        if self.network_mode() == "host":
+            return self._local_provider().sns(kind, workdir)
         if kind == "external":
             return create_emulator("external", workdir)
         if kind != "localstack":
@@ -601,7 +677,81 @@ class ContainerProvider:
         return LocalStackContainer(self)
 
     def sns_kinds(self) -> list[str]:
+        if self.network_mode() == "host":
+            return self._local_provider().sns_kinds()
         return ["external"] if os.environ.get("AWS_ENDPOINT_URL") else ["localstack"]
+
+    def _local_provider(self) -> Provider:
+        # The brokers of the local suites: on the host's network a container adds nothing.
+        if self._local is None:
+            from .providers import LocalProcessProvider
+
+            self._local = LocalProcessProvider()
+        return self._local
+
+    # -- the engine ------------------------------------------------------------------------------
+
+    def ensure_engine(self) -> None:
+        """Start the harness's own engine when none answers (once per process)."""
+        with self._lock:
+            if self._engine_checked:
+                return
+            self._engine_checked = True
+            if not docker_engine_answers():
+                from .docker_engine import DockerEngine
+
+                engine = DockerEngine()
+                os.environ["DOCKER_HOST"] = engine.start()
+                if engine.started_here:
+                    _log(f"no Docker engine answered: started dockerd in {engine.paths.root}")
+                    self._own_engine = engine
+            self._configure_testcontainers()
+            remove_leftovers(self._client())
+            self._start_reaper()
+            self._choose_orthanc_base()
+
+    def _start_reaper(self) -> None:
+        # Removes this process's containers (and stops an engine it started) if it is killed;
+        # a session of its own, and no inherited pipes: a test's output stays its own.
+        self._reaper = subprocess.Popen(
+            [sys.executable, "-m", "integration.harness.container_reaper", *self._reaper_args()],
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    @staticmethod
+    def _reaper_args() -> list[str]:
+        return ["--owner", str(os.getpid())]
+
+    def _configure_testcontainers(self) -> None:
+        from testcontainers.core.config import testcontainers_config
+
+        if os.environ.get("TESTCONTAINERS_RYUK_DISABLED", "").strip().lower() != "false":
+            # Ryuk's image comes from a registry; close() and remove_leftovers() do its work.
+            testcontainers_config.ryuk_disabled = True
+
+    def _client(self) -> DockerClient:
+        import docker
+
+        return docker.from_env(timeout=120)
+
+    def network_mode(self) -> str:
+        with self._lock:
+            if self._network_mode is None:
+                self.ensure_engine()
+
+                def engine_has_bridge() -> bool:
+                    client = self._client()
+                    try:
+                        return bool(client.networks.list(names=["bridge"]))
+                    finally:
+                        client.close()
+
+                self._network_mode = network_mode(os.environ, engine_has_bridge)
+            return self._network_mode
 
     # -- shared by the servers -----------------------------------------------------------------
 
@@ -616,7 +766,11 @@ class ContainerProvider:
     def new_container(self, image: str, alias: str | None) -> DockerContainer:
         from testcontainers.core.container import DockerContainer
 
-        container = DockerContainer(image).with_network(self.network())
+        labels = {OWNER_LABEL: str(os.getpid())}
+        if self.network_mode() == "host":
+            return DockerContainer(image).with_kwargs(network_mode="host", labels=labels)
+        container = DockerContainer(image).with_kwargs(labels=labels)
+        container.with_network(self.network())
         if alias is not None:
             container.with_network_aliases(alias)
         return container
@@ -626,44 +780,146 @@ class ContainerProvider:
             self._containers.append(container)
 
     def orthanc_image(self) -> str:
-        """The harness's Orthanc image, built once per run from this checkout's wheels."""
+        """The harness's Orthanc image: examples/Dockerfile with this checkout's wheels on the
+        base `choose_orthanc_base` names, built once per checkout (see images)."""
         with self._lock:
             if self._orthanc_image is None:
-                self._orthanc_image = build_orthanc_image(image_for("orthanc"))
+                self.ensure_engine()
+                self._orthanc_image = self._build_orthanc_image()
             return self._orthanc_image
+
+    def _choose_orthanc_base(self) -> None:
+        from . import images
+
+        source, name = choose_orthanc_base(os.environ, lambda: images.can_pull(ORTHANC_IMAGE))
+        self._base_choice = (source, name)
+        if source == "flavour" and flavours.selected_flavour() != name:
+            # The suites read the flavour to know which Orthanc answers: the one chosen here.
+            _log(f"the pinned {ORTHANC_IMAGE} cannot be had: Orthanc is {name}'s, built here")
+            os.environ[flavours.FLAVOUR_VARIABLE] = name
+
+    def orthanc_base(self) -> tuple[str, str]:
+        """The image examples/Dockerfile builds on and its kind (`choose_orthanc_base`), made
+        from a flavour's root filesystem first when that is the choice."""
+        from . import images
+
+        self.ensure_engine()
+        source, name = self._base_choice
+        if source == "flavour":
+            return images.flavour_image(name), "debian"
+        return name, image_kind(os.environ)
+
+    def _build_orthanc_image(self) -> str:
+        from . import images
+
+        base, kind = self.orthanc_base()
+        tag = images.plugins_image(base, kind)
+        labels = self._client().images.get(tag).labels or {}
+        self._plugin_version = plugin_version_of(labels)
+        described = ", ".join(
+            f"{what} {labels[key]}"
+            for what, key in (
+                ("Orthanc", "orthanc.version"),
+                ("Python plugin", PLUGIN_VERSION_LABEL),
+                ("Python", "orthanc.python.version"),
+            )
+            if key in labels
+        )
+        _log(f"Orthanc image {tag} on {base}" + (f" ({described})" if described else ""))
+        return tag
+
+    def orthanc_plugin_version(self) -> tuple[int, int]:
+        self.orthanc_image()
+        return self._plugin_version
+
+    def compose(self, plugins: Sequence[str], output: Path) -> None:
+        """Write the composed entry for `plugins` to `output` with the image's own composer, as a
+        user of the image would run it (one container per selection, then reused)."""
+        key = tuple(plugins)
+        with self._lock:
+            text = self._composed.get(key)
+        if text is None:
+            image = self.orthanc_image()
+            output.parent.mkdir(parents=True, exist_ok=True)
+            client = self._client()
+            try:
+                client.containers.run(
+                    image,
+                    entrypoint=[str(IMAGE_COMPOSER)],
+                    command=[
+                        *plugins,
+                        *("--site-packages", str(IMAGE_SITE_PACKAGES)),
+                        *("--output", str(output)),
+                    ],
+                    volumes={str(output.parent): {"bind": str(output.parent), "mode": "rw"}},
+                    network_mode="none",
+                    labels={OWNER_LABEL: str(os.getpid())},
+                    remove=True,
+                )
+            except Exception as error:
+                raise HarnessError(
+                    f"composing {list(plugins)} in {image} failed: {error}"
+                ) from None
+            finally:
+                client.close()
+            text = output.read_text(encoding="utf-8")
+            with self._lock:
+                self._composed[key] = text
+        else:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(text, encoding="utf-8")
 
     def close(self) -> None:
         with self._lock:
             containers, self._containers = self._containers, []
             network, self._network = self._network, None
+            engine, self._own_engine = self._own_engine, None
+            checked = self._engine_checked
         for container in containers:
             with contextlib.suppress(Exception):
                 container.stop()
+        if checked:
+            with contextlib.suppress(Exception):
+                remove_session_containers(self._client())
         if network is not None:
             with contextlib.suppress(Exception):
                 network.remove()
+        if self._reaper is not None:
+            # Everything is removed already: the reaper would find nothing.
+            self._reaper.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._reaper.wait(5)
+            self._reaper = None
+        if engine is not None:
+            report = engine.stop()
+            _log("harness's Docker engine: " + report.describe().replace("\n", "\n  "))
+            if not report.clean:
+                # At exit nothing can fail the run any more: say it loudly.
+                _log("WARNING: the Docker engine left something behind (see above)")
 
 
-def build_wheels(outdir: Path) -> list[Path]:
-    """Wheels of this checkout's distributions (hatchling from the dev venv, no network)."""
-    for source in WHEEL_SOURCES:
-        argv = [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir"]
-        argv += [str(outdir), str(REPO_ROOT / source)]
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
-        if result.returncode != 0:
-            raise HarnessError(f"building {source} failed:\n{result.stdout}{result.stderr}")
-    return sorted(outdir.glob("*.whl"))
+def remove_session_containers(client: DockerClient) -> None:
+    """Remove the containers of this test process (testcontainers' session label)."""
+    from testcontainers.core.labels import LABEL_SESSION_ID, SESSION_ID
+
+    for container in client.containers.list(
+        all=True, filters={"label": f"{LABEL_SESSION_ID}={SESSION_ID}"}
+    ):
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
 
 
-def build_orthanc_image(base_image: str) -> str:
-    """Build (or reuse) the harness's Orthanc image and return its tag."""
-    from testcontainers.core.image import DockerImage
+def remove_leftovers(client: DockerClient) -> None:
+    """Remove the containers of harness processes that are gone (killed before their exit)."""
+    try:
+        for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
+            owner = container.labels.get(OWNER_LABEL, "")
+            if owner.isdigit() and int(owner) != os.getpid() and not process_alive(int(owner)):
+                with contextlib.suppress(Exception):
+                    container.remove(force=True)
+    finally:
+        client.close()
 
-    with tempfile.TemporaryDirectory(prefix="harness-image-") as context_dir:
-        context = Path(context_dir)
-        wheels = build_wheels(context / "wheels")
-        dockerfile = harness_dockerfile(base_image)
-        (context / "Dockerfile").write_text(dockerfile)
-        tag = harness_image_tag(dockerfile, wheels)
-        DockerImage(path=context, tag=tag, clean_up=False).build()
-    return tag
+
+def _log(message: str) -> None:
+    print(f"harness: {message}", file=sys.stderr, flush=True)

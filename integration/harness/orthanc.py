@@ -14,11 +14,13 @@ import sysconfig
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal
 
 import requests
 
+from . import flavours
+from .flavours import ChrootedOrthanc
 from .processes import HarnessError, ManagedProcess, free_port, tail, wait_until
 
 ORTHANC_BINARY = Path(os.environ.get("ORTHANC_BINARY", "/usr/sbin/Orthanc"))
@@ -223,7 +225,8 @@ class OrthancServer(OrthancOperations):
     `plugins` selects this repository's plugins; `entry` says whether they run from an entry
     written by the composer or (one plugin only) from the plugin's own `orthanc_entry.py`.
     `script` runs any other file instead; `ready_routes` then names routes it registers.
-    `config` is deep-merged over the harness's defaults.
+    `config` is deep-merged over the harness's defaults. `flavour` (default: HARNESS_FLAVOUR)
+    says which Orthanc runs: the host's, or one chrooted in a flavour's root filesystem.
     """
 
     def __init__(
@@ -238,9 +241,11 @@ class OrthancServer(OrthancOperations):
         env: Mapping[str, str] | None = None,
         name: str = "harness",
         startup_timeout: float = 30.0,
+        flavour: str | None = None,
     ) -> None:
         check_selection(plugins, entry, script)
         self.workdir = workdir
+        self.flavour = flavour or flavours.selected_flavour()
         self.plugins = list(plugins)
         self.entry = entry
         self.script = script
@@ -280,17 +285,31 @@ class OrthancServer(OrthancOperations):
             "PythonVerbose": False,
         }
 
-    def _entry_script(self) -> Path | None:
+    def _chrooted(self) -> ChrootedOrthanc | None:
+        """The flavour's root filesystem (built on first use), None for the host's Orthanc."""
+        if not flavours.runs_chrooted(self.flavour):
+            return None
+        return flavours.chrooted_orthanc(self.flavour)
+
+    def _entry_script(self) -> PurePath | None:
         if self.script is not None:
             return self.script
         if not self.plugins:
             return None
         if self.entry == "standalone":
+            chrooted = self._chrooted()
+            if chrooted is not None:
+                return chrooted.standalone_entry(PLUGINS[self.plugins[0]].package)
             return standalone_entry(self.plugins[0])
         return self._compose()
 
     def _compose(self) -> Path:
         output = self.workdir / "composed" / "__init__.py"
+        chrooted = self._chrooted()
+        if chrooted is not None:
+            # The composer installed in the flavour's venv, as a user of that Orthanc runs it.
+            chrooted.compose(self.plugins, output)
+            return output
         output.parent.mkdir(parents=True, exist_ok=True)
         argv = [
             *composer_command(),
@@ -312,31 +331,53 @@ class OrthancServer(OrthancOperations):
         config = dict(self.config)
         script = self._entry_script()
         if script is not None:
-            config.setdefault("PythonScript", str(script))
-            config["Plugins"] = [*config.get("Plugins", []), str(PYTHON_PLUGIN)]
+            # The keys this plugin version reads (`PythonScript` on 4.0, `Python.Path` from
+            # 4.1); a test naming its script itself keeps its keys.
+            if "PythonScript" not in config and "Path" not in config.get("Python", {}):
+                settings = flavours.plugin_api(self.flavour).script_settings(str(script))
+                config = deep_merge(settings, config)
+            plugin = PYTHON_PLUGIN if self._chrooted() is None else flavours.PYTHON_PLUGIN
+            config["Plugins"] = [*config.get("Plugins", []), str(plugin)]
         self.config_path.write_text(json.dumps(config, indent=2))
 
     def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
-        # A standalone entry imports its dependencies from the dev venv; a composed entry adds
-        # the directories it was given itself.
-        env["PYTHONPATH"] = str(site_packages())
+        # A standalone entry imports its dependencies from the dev venv (the flavour's venv when
+        # chrooted); a composed entry adds the directories it was given itself.
+        chrooted = self._chrooted()
+        env["PYTHONPATH"] = str(site_packages() if chrooted is None else chrooted.site_packages)
         env.update(DCMTK_NO_DELAY)
         env.update(self._extra_env)
         return env
 
     # -- life cycle ----------------------------------------------------------------------------
 
+    def _command(self) -> list[str]:
+        chrooted = self._chrooted()
+        if chrooted is None:
+            if not ORTHANC_BINARY.exists():
+                raise HarnessError(
+                    f"{ORTHANC_BINARY} not found: install orthanc and orthanc-python"
+                )
+            return [str(ORTHANC_BINARY), str(self.config_path)]
+        # Chrooted, Orthanc sees its work folder, a script's folder and the paths of its
+        # configuration (storage, a plugin's state folder, ...) at the same paths.
+        needs = [self.workdir, *([self.script] if self.script else [])]
+        return chrooted.command(
+            [str(flavours.ORTHANC_BINARY), str(self.config_path)],
+            needs=[*needs, *flavours.paths_in(self.config)],
+            cwd=self.workdir,
+        )
+
     def _launch(self) -> ManagedProcess:
-        if not ORTHANC_BINARY.exists():
-            raise HarnessError(f"{ORTHANC_BINARY} not found: install orthanc and orthanc-python")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.storage.mkdir(parents=True, exist_ok=True)
         if self._process is None:
+            command = self._command()
             self._write_config()
             self._process = ManagedProcess(
                 f"orthanc-{self.name}",
-                [str(ORTHANC_BINARY), str(self.config_path)],
+                command,
                 log_path=self.workdir / "orthanc.log",
                 env=self._environment(),
                 cwd=self.workdir,

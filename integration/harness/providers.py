@@ -3,7 +3,10 @@
 HARNESS_PROVIDER selects it:
 - `auto` (or unset): `docker` when a Docker engine answers, else `local`;
 - `local`: Orthanc, RabbitMQ and the SNS emulator as processes of this machine;
-- `docker`: all three as containers (testcontainers, see `containers`);
+- `docker`: Orthanc as containers (testcontainers), the brokers too or, on an engine without a
+  default bridge, the local processes (see `containers`);
+- `compose`: the brokers of integration/docker-compose.yml started by pytest-docker, Orthanc as
+  containers (see `compose_provider`);
 - `external`: RabbitMQ and SNS already running (RABBITMQ_URL and AWS_ENDPOINT_URL, e.g. from
   `docker compose -f integration/docker-compose.yml up`), Orthanc as a local process.
 """
@@ -93,10 +96,17 @@ def _container_provider() -> Provider:
     return ContainerProvider()
 
 
+def _compose_provider() -> Provider:
+    from .compose_provider import ComposeProvider
+
+    return ComposeProvider()
+
+
 PROVIDERS: dict[str, Callable[[], Provider]] = {
     "local": LocalProcessProvider,
     "docker": _container_provider,
     "external": ExternalServicesProvider,
+    "compose": _compose_provider,
 }
 
 

@@ -16,7 +16,8 @@ import jsonschema
 import pytest
 import yaml
 
-from integration.harness import containers
+from integration.harness import containers, flavours
+from integration.harness.compose import HostPorts, compose_command, compose_variant
 from integration.harness.orthanc import PLUGINS, OrthancServer
 from integration.harness.processes import HarnessError
 from integration.harness.providers import PROVIDERS, choose_provider_name
@@ -98,36 +99,42 @@ def test_rabbitmq_uses_an_account_that_may_connect_from_other_hosts() -> None:
 
 def test_orthanc_container_environment_carries_the_whole_configuration() -> None:
     config = {"Name": "x", "DicomEvents": {"Broker": {"Type": "rabbitmq"}}}
-    env = containers.orthanc_container_env(config, {"AWS_ACCESS_KEY_ID": "test"})
+    env = containers.orthanc_container_env(
+        config, {"AWS_ACCESS_KEY_ID": "test"}, entry_path="/w/composed/__init__.py"
+    )
     assert json.loads(env["ORTHANC_JSON"]) == config
     assert env["PYTHON_PLUGIN_ENABLED"] == "true"
+    # Replaces the image's own entry (for all the plugins) instead of competing with the JSON.
+    assert env["ORTHANC__PYTHON__PATH"] == "/w/composed/__init__.py"
     assert env["AWS_ACCESS_KEY_ID"] == "test"
+    assert env["TCP_NODELAY"] == "1"
+    without_entry = containers.orthanc_container_env(config)
+    assert without_entry["PYTHON_PLUGIN_ENABLED"] == "false"
+    assert "ORTHANC__PYTHON__PATH" not in without_entry
 
 
 # -- Orthanc's configuration ---------------------------------------------------------------------
 
 
 def test_plugin_4_uses_python_script_and_later_plugins_the_python_section() -> None:
-    assert containers.python_entry_settings("/e.py", plugin_major=4) == {"PythonScript": "/e.py"}
-    assert containers.python_entry_settings("/e.py", plugin_major=7) == {
-        "Python": {"Path": "/e.py", "AllowThreads": True, "Verbose": False}
+    assert containers.python_entry_settings("/e.py", plugin_version=(4, 0)) == {
+        "PythonScript": "/e.py"
+    }
+    assert containers.python_entry_settings("/e.py", plugin_version=(7, 1)) == {
+        "Python": {"Path": "/e.py", "AllowThreads": True}
     }
     with pytest.raises(HarnessError):
-        containers.python_entry_settings("/e.py", plugin_major=3)
+        containers.python_entry_settings("/e.py", plugin_version=(3, 9))
 
 
-def test_container_configuration_for_plugin_7(tmp_path: Path) -> None:
+def test_container_configuration_for_plugin_7_on_a_private_network(tmp_path: Path) -> None:
     config = containers.container_orthanc_config(
         {"HttpPort": 18042, "StableAge": 1, "DicomEvents": {"Source": "s"}},
         workdir=tmp_path,
         entry_path="/work/composed/__init__.py",
         name="c0",
     )
-    assert config["Python"] == {
-        "Path": "/work/composed/__init__.py",
-        "AllowThreads": True,
-        "Verbose": False,
-    }
+    assert config["Python"] == {"Path": "/work/composed/__init__.py", "AllowThreads": True}
     assert "PythonScript" not in config
     assert "Plugins" not in config  # the image loads its own plugin folder
     # The host port is Docker's business; inside, Orthanc keeps its usual ports.
@@ -139,37 +146,94 @@ def test_container_configuration_for_plugin_7(tmp_path: Path) -> None:
     assert config["StorageDirectory"] == str(tmp_path / "storage")
 
 
+def test_container_configuration_on_the_hosts_network(tmp_path: Path) -> None:
+    config = containers.container_orthanc_config(
+        {"HttpPort": 18042},
+        workdir=tmp_path,
+        entry_path="/e.py",
+        name="c0",
+        network="host",
+        ports=(21000, 21001),
+        plugin_version=(5, 0),
+    )
+    # Orthanc itself listens on the free host ports and, like the local one, only for loopback.
+    assert (config["HttpPort"], config["DicomPort"]) == (21000, 21001)
+    assert config["RemoteAccessAllowed"] is False
+    assert config["Python"] == {"Path": "/e.py", "AllowThreads": True}
+
+
 def test_local_configuration_for_plugin_4_uses_python_script(tmp_path: Path) -> None:
-    server = OrthancServer(tmp_path, plugins=["series-thumbnail"], entry="standalone")
+    server = OrthancServer(
+        tmp_path, plugins=["series-thumbnail"], entry="standalone", flavour="debian-12"
+    )
     server._write_config()
     written = json.loads(server.config_path.read_text())
     assert written["PythonScript"].endswith("orthanc_series_thumbnail/orthanc_entry.py")
     assert "Python" not in written
 
 
-def test_standalone_shim_runs_the_installed_entry_module() -> None:
-    shim = containers.standalone_shim("dicom-events")
-    compile(shim, "shim.py", "exec")
-    assert "import orthanc_dicom_events\n" in shim
-    assert '"orthanc_entry.py"' in shim
+def test_a_container_shares_the_folder_of_its_workdir(tmp_path: Path) -> None:
+    # A test's tmp_path: its Orthancs' workdirs, and the folders it names in configurations.
+    assert containers.shared_folder(tmp_path / "orthanc-0") == tmp_path
+    assert containers.shared_folder(Path("/orthanc")) == Path("/orthanc")
 
 
-def test_harness_image_installs_the_wheels_on_the_pinned_image(tmp_path: Path) -> None:
-    dockerfile = containers.harness_dockerfile(containers.ORTHANC_IMAGE)
-    assert dockerfile.startswith(f"FROM {containers.ORTHANC_IMAGE}\n")
-    assert "--break-system-packages" in dockerfile
-    assert "/tmp/harness-wheels/*.whl" in dockerfile
-    wheel = tmp_path / "a-0.1.0-py3-none-any.whl"
-    wheel.write_bytes(b"one")
-    first = containers.harness_image_tag(dockerfile, [wheel])
-    assert first == containers.harness_image_tag(dockerfile, [wheel])
-    wheel.write_bytes(b"two")
-    assert containers.harness_image_tag(dockerfile, [wheel]) != first
+def test_a_standalone_entry_is_the_plugins_own_file_in_the_images_venv() -> None:
+    entry = containers.standalone_entry_in_image("series-private-tags")
+    assert str(entry) == (
+        "/opt/orthanc-plugins/site-packages/orthanc_series_private_tags/orthanc_entry.py"
+    )
+    # examples/Dockerfile makes that folder, and composes with it.
+    dockerfile = (REPO / "examples" / "Dockerfile").read_text()
+    assert "/opt/orthanc-plugins/site-packages" in dockerfile
+    assert "--site-packages /opt/orthanc-plugins/site-packages" in dockerfile
+
+
+def test_the_plugin_version_comes_from_the_images_label() -> None:
+    assert containers.plugin_version_of({"orthanc.python-plugin.version": "5.0"}) == (5, 0)
+    assert containers.plugin_version_of({}) == containers.ORTHANC_IMAGE_PLUGIN_VERSION
+
+
+@pytest.mark.parametrize(
+    ("environ", "pinned", "expected"),
+    [
+        ({"HARNESS_ORTHANC_IMAGE": "my/orthanc:1"}, False, ("image", "my/orthanc:1")),
+        ({"HARNESS_FLAVOUR": "debian-13"}, True, ("flavour", "debian-13")),
+        ({}, True, ("image", containers.ORTHANC_IMAGE)),
+        ({}, False, ("flavour", "debian-sid")),
+        ({"HARNESS_FLAVOUR": "debian-12"}, False, ("flavour", "debian-sid")),
+    ],
+)
+def test_orthanc_base_image_choice(
+    environ: dict[str, str], pinned: bool, expected: tuple[str, str]
+) -> None:
+    assert containers.choose_orthanc_base(environ, lambda: pinned) == expected
+
+
+def test_image_kind_and_network_mode_settings() -> None:
+    assert containers.image_kind({}) == "orthancteam"
+    assert containers.image_kind({"HARNESS_ORTHANC_IMAGE_KIND": "Debian"}) == "debian"
+    with pytest.raises(HarnessError):
+        containers.image_kind({"HARNESS_ORTHANC_IMAGE_KIND": "alpine"})
+    assert containers.network_mode({}, lambda: True) == "private"
+    assert containers.network_mode({}, lambda: False) == "host"
+    assert containers.network_mode({"HARNESS_DOCKER_NETWORK": "host"}, lambda: True) == "host"
+    with pytest.raises(HarnessError):
+        containers.network_mode({"HARNESS_DOCKER_NETWORK": "bridge"}, lambda: True)
 
 
 def test_every_plugin_of_the_harness_is_built_into_the_image() -> None:
-    sources = {Path(source).name for source in containers.WHEEL_SOURCES}
-    assert {name for name in PLUGINS} <= sources
+    # The image gets the wheels flavours.build_wheels makes (images.plugins_image).
+    sources = {Path(source).name for source in flavours.WHEEL_SOURCES}
+    assert set(PLUGINS) <= sources
+
+
+def test_the_examples_dockerfile_builds_on_either_kind_of_base() -> None:
+    dockerfile = (REPO / "examples" / "Dockerfile").read_text()
+    assert "ARG ORTHANC_IMAGE_KIND=orthancteam\n" in dockerfile
+    assert "FROM kind-${ORTHANC_IMAGE_KIND}\n" in dockerfile
+    for kind in ("orthancteam", "debian"):
+        assert f"AS kind-{kind}\n" in dockerfile
 
 
 # -- provider choice -----------------------------------------------------------------------------
@@ -204,7 +268,7 @@ def test_an_unknown_provider_is_an_error() -> None:
 
 
 def test_every_provider_name_is_registered() -> None:
-    assert set(PROVIDERS) == {"local", "docker", "external"}
+    assert set(PROVIDERS) == {"local", "docker", "external", "compose"}
 
 
 def test_external_provider_needs_both_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -374,3 +438,74 @@ def test_asyncapi_channels_route_each_type_on_both_brokers() -> None:
 
 def test_asyncapi_version_is_the_package_version() -> None:
     assert _asyncapi()["info"]["version"] == dicom_events_version
+
+
+# -- compose files on this engine ----------------------------------------------------------------
+
+HOST_PORTS = {
+    "orthanc": HostPorts({8042: 21001, 4242: 21002}),
+    "rabbitmq": HostPorts({5672: 21003, 15672: 21005}, {"dist": 21004, "epmd": 21006}),
+    "localstack": HostPorts({4566: 21007}),
+}
+
+
+def _compose_document(name: str) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((REPO / name / "docker-compose.yml").read_text())
+    return document
+
+
+def test_compose_variant_on_a_private_network_only_drops_the_project_name() -> None:
+    document = _compose_document("integration")
+    variant = compose_variant(document, network="private", images={"rabbitmq": "local/rmq:1"})
+    assert "name" not in variant  # docker-compose 1.29 refuses it
+    assert variant["services"]["rabbitmq"]["image"] == "local/rmq:1"
+    assert variant["services"]["rabbitmq"]["ports"] == document["services"]["rabbitmq"]["ports"]
+    assert variant["services"]["localstack"] == document["services"]["localstack"]
+
+
+def test_compose_variant_on_the_hosts_network_listens_on_loopback_ports() -> None:
+    document = _compose_document("examples")
+    variant = compose_variant(
+        document,
+        network="host",
+        build_args={"orthanc": {"ORTHANC_IMAGE": "local/sid:1", "ORTHANC_IMAGE_KIND": "debian"}},
+        host_ports=HOST_PORTS,
+    )
+    services = variant["services"]
+    for service in services.values():
+        assert service["network_mode"] == "host"
+        assert "ports" not in service  # 1.29 refuses published ports on the host's network
+    orthanc = services["orthanc"]
+    assert orthanc["build"] == {
+        "context": ".",
+        "args": {"ORTHANC_IMAGE": "local/sid:1", "ORTHANC_IMAGE_KIND": "debian"},
+        "network": "host",
+    }
+    environment = orthanc["environment"]
+    assert (environment["ORTHANC__HTTP_PORT"], environment["ORTHANC__DICOM_PORT"]) == (
+        "21001",
+        "21002",
+    )
+    assert environment["ORTHANC__REMOTE_ACCESS_ALLOWED"] == "false"
+    broker = json.loads(environment["ORTHANC__DICOM_EVENTS__BROKER"].replace("${", "{"))
+    assert broker["RabbitConfig"]["URL"] == "amqp://orthanc:orthanc@127.0.0.1:21003/%2F"
+    assert broker["SNSConfig"]["EndpointUrl"] == "http://127.0.0.1:21007"
+    assert "localhost:21001/dicom-events/status" in " ".join(orthanc["healthcheck"]["test"])
+    rabbitmq = services["rabbitmq"]["environment"]
+    assert rabbitmq["RABBITMQ_NODE_IP_ADDRESS"] == "127.0.0.1"
+    assert (rabbitmq["RABBITMQ_NODE_PORT"], rabbitmq["RABBITMQ_DIST_PORT"]) == ("21003", "21004")
+    assert (rabbitmq["ERL_EPMD_PORT"], rabbitmq["RABBITMQ_MANAGEMENT_PORT"]) == ("21006", "21005")
+    assert services["localstack"]["environment"]["GATEWAY_LISTEN"] == "127.0.0.1:21007"
+
+
+def test_compose_variant_on_the_hosts_network_needs_every_services_ports() -> None:
+    with pytest.raises(HarnessError, match="localstack"):
+        compose_variant(
+            _compose_document("integration"),
+            network="host",
+            host_ports={"rabbitmq": HOST_PORTS["rabbitmq"]},
+        )
+
+
+def test_the_compose_command_is_debians_docker_compose_unless_told() -> None:
+    assert compose_command({"HARNESS_COMPOSE_COMMAND": "docker compose"}) == ["docker", "compose"]

@@ -1,0 +1,7 @@
+"""python -m integration.harness.flavours build FLAVOUR | list"""
+
+import sys
+
+from . import main
+
+sys.exit(main())
