@@ -20,8 +20,6 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import requests
-
 from .compose import ComposeProject, HostPorts, write_variant
 from .containers import (
     LOCALSTACK_ALIAS,
@@ -32,6 +30,7 @@ from .containers import (
     RABBITMQ_PORT,
     RABBITMQ_USER,
     ContainerProvider,
+    wait_for_localstack,
 )
 from .interfaces import RabbitMQ, SnsEmulator
 from .processes import HarnessError, free_port, free_port_pair, tail, wait_until
@@ -237,19 +236,10 @@ class ComposeLocalStack(SnsEmulatorBase):
 
     def start(self) -> None:
         self._service.start()
-
-        def healthy() -> bool:
-            answer = requests.get(self.endpoint_url + "/_localstack/health", timeout=2)
-            services = answer.json().get("services", {}) if answer.ok else {}
-            return all(services.get(name) in ("available", "running") for name in ("sns", "sqs"))
-
-        wait_until(
-            healthy,
-            timeout=120,
-            what=f"LocalStack of the compose project at {self.endpoint_url}",
-            retry_on=(requests.RequestException, ValueError),
-            interval=0.5,
-            details=lambda: self.log_tail(60),
+        wait_for_localstack(
+            self.endpoint_url,
+            f"LocalStack of the compose project at {self.endpoint_url}",
+            self.log_tail,
         )
 
     def is_running(self) -> bool:

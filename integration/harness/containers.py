@@ -100,6 +100,24 @@ OWNER_LABEL = "org.orthanc-python-plugins.harness-pid"
 # -- decisions (pure functions, unit-tested) ----------------------------------------------------
 
 
+def wait_for_localstack(endpoint_url: str, what: str, log_tail: Callable[[int], str]) -> None:
+    """Until LocalStack at `endpoint_url` reports SNS and SQS ready (a cold start takes ~30 s)."""
+
+    def healthy() -> bool:
+        answer = requests.get(endpoint_url + "/_localstack/health", timeout=2)
+        services = answer.json().get("services", {}) if answer.ok else {}
+        return all(services.get(name) in ("available", "running") for name in ("sns", "sqs"))
+
+    wait_until(
+        healthy,
+        timeout=120,
+        what=what,
+        retry_on=(requests.RequestException, ValueError),
+        interval=0.5,
+        details=lambda: log_tail(60),
+    )
+
+
 def image_for(service: str, environ: Mapping[str, str] | None = None) -> str:
     """The image of `service` (orthanc, rabbitmq, localstack); HARNESS_<SERVICE>_IMAGE overrides."""
     variable, default = IMAGE_VARIABLES[service]
@@ -401,19 +419,8 @@ class LocalStackContainer(SnsEmulatorBase):
 
     def start(self) -> None:
         self._service.start_container()
-
-        def healthy() -> bool:
-            answer = requests.get(self.endpoint_url + "/_localstack/health", timeout=2)
-            services = answer.json().get("services", {}) if answer.ok else {}
-            return all(services.get(name) in ("available", "running") for name in ("sns", "sqs"))
-
-        wait_until(
-            healthy,
-            timeout=120,
-            what=f"LocalStack container on port {self.port}",
-            retry_on=(requests.RequestException, ValueError),
-            interval=0.5,
-            details=lambda: self.log_tail(60),
+        wait_for_localstack(
+            self.endpoint_url, f"LocalStack container on port {self.port}", self.log_tail
         )
 
     def is_running(self) -> bool:
