@@ -14,7 +14,8 @@
    (RabbitMQ: broker stopped and started again; SNS: the topic appears only after the burst).
 3. latency: a steady upload rate, throttle off: upload answered -> event received, p50 / p99.
 
-Writes results.json and results.md to --output (default: results/ beside this script).
+Writes results.json to --output (default: results/ beside this script, and then results.md and
+the README tables are generated from it by benchmarks/publish_results.py).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from pydicom.uid import generate_uid
 # Run as a script from anywhere: the harness lives in the repository's `integration` package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from benchmarks.publish_results import write
 from integration.harness.interfaces import Orthanc, RabbitMQ
 from integration.harness.providers import select_provider
 from integration.harness.rabbitmq import consume
@@ -378,53 +380,17 @@ def bench_latency(
     }
 
 
-def markdown(results: dict[str, Any]) -> str:
-    lines = ["| Benchmark | Figure | Target |", "|---|---|---|"]
-    ingest = results.get("ingest")
-    if ingest:
-        rounds = ingest["rounds"]
-        for kind in ("rest", "cstore"):
-            base = ingest["no-python-plugin"][kind]
-            plugged = ingest["three-plugins-all-events"][kind]
-            lines.append(
-                f"| ingest {kind} | {base:.0f} -> {plugged:.0f} inst/s, "
-                f"ratio {ingest['ratio'][kind]:.2f} (median of {rounds} rounds) | >= 0.95 |"
-            )
-            if "ratio_empty_callback" in ingest:
-                empty = ingest["python-plugin-empty-callback"][kind]
-                lines.append(
-                    f"| ingest {kind}, floor: Python plugin with an empty change callback |"
-                    f" {base:.0f} -> {empty:.0f} inst/s, ratio"
-                    f" {ingest['ratio_empty_callback'][kind]:.2f}; three plugins / empty callback"
-                    f" {ingest['ratio_to_empty_callback'][kind]:.2f} | reported |"
-                )
-    for key, label in (("catch_up_rabbitmq", "RabbitMQ"), ("catch_up_sns", "SNS")):
-        if key in results:
-            entry = results[key]
-            lines.append(
-                f"| catch-up {label} {entry.get('emulator', '')} | {entry['changes']} changes in "
-                f"{entry['seconds']:.1f} s = {entry['events_per_second']:.0f} events/s "
-                f"(first publish {entry['reconnect_seconds']:.1f} s after the return) | "
-                f"{'>= 1000 events/s' if label == 'RabbitMQ' else 'reported'} |"
-            )
-    if "latency" in results:
-        entry = results["latency"]
-        lines.append(
-            f"| latency {entry['rate_per_second']:.0f} inst/s x {entry['instances']} | "
-            f"p50 {entry['p50_ms']:.1f} ms, p99 {entry['p99_ms']:.1f} ms | p99 <= 200 ms |"
-        )
-    return "\n".join(lines) + "\n"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3, help="alternating ingest rounds")
     parser.add_argument("--catch-up", type=int, default=20000)
     parser.add_argument("--latency-seconds", type=float, default=60)
-    parser.add_argument("--rate", type=float, default=50)
+    parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--only", choices=["ingest", "catch-up", "latency"], action="append")
-    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument(
+        "--output", type=Path, help="default: results/ here, and the READMEs' tables follow"
+    )
     args = parser.parse_args()
     only = set(args.only or ["ingest", "catch-up", "latency"])
     provider = select_provider()
@@ -453,10 +419,7 @@ def main() -> None:
                 print(json.dumps(results["catch_up_sns"]), flush=True)
         finally:
             broker.close()
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "results.json").write_text(json.dumps(results, indent=2))
-    (args.output / "results.md").write_text(markdown(results))
-    print(markdown(results))
+    print(write("dicom_events", results, args.output))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from benchmarks.dicom_events.bench import (
     rabbit_section,
     upload_rest,
 )
+from benchmarks.publish_results import write
 from integration.harness.interfaces import Orthanc, RabbitMQ
 from integration.harness.providers import select_provider
 
@@ -91,7 +92,9 @@ def main() -> None:
         "--variants",
         default="none,empty,dicom-events,series-private-tags,series-thumbnail,all-three",
     )
-    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument(
+        "--output", type=Path, help="default: results/ here, and the READMEs' tables follow"
+    )
     args = parser.parse_args()
     wanted = ["none", *[v for v in args.variants.split(",") if v != "none"]]
     provider = select_provider()
@@ -133,22 +136,7 @@ def main() -> None:
         "settle_seconds": settled,
         "median_ratio_to_none": ratios,
     }
-    lines = [
-        f"REST ingest, {args.instances} instances x {args.rounds} alternating rounds,"
-        f" {args.per_series} per series, {args.threads} clients.",
-        "",
-        "| variant | median inst/s | median ratio to no plugin | settle after upload (s) |",
-        "|---|---|---|---|",
-    ]
-    for name in wanted:
-        lines.append(
-            f"| {name} | {statistics.median(rates[name]):.0f} | {ratios[name]:.3f} |"
-            f" {statistics.median(settled[name]):.1f} |"
-        )
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "results.json").write_text(json.dumps(results, indent=2))
-    (args.output / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print(write("ingest_attribution", results, args.output))
 
 
 if __name__ == "__main__":

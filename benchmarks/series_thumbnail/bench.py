@@ -16,7 +16,6 @@ Writes results.json and results.md into --output and prints the Markdown table.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -33,6 +32,7 @@ from pydicom.uid import generate_uid
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks.publish_results import write  # noqa: E402
 from integration.harness.orthanc import OrthancServer  # noqa: E402
 from orthanc_fake.dicom import make_instance  # noqa: E402
 
@@ -216,34 +216,17 @@ def run(requests_per_scenario: int, restarts: int, workdir: Path) -> dict[str, A
     }
 
 
-def markdown(report: dict[str, Any]) -> str:
-    lines = [
-        "| scenario | preview p50 (ms) | thumbnail p50 (ms) | ratio | target | met |",
-        "|---|---:|---:|---:|---:|:-:|",
-    ]
-    for r in report["results"]:
-        lines.append(
-            f"| {r['scenario']} | {r['baseline']['p50_ms']} | {r['thumbnail']['p50_ms']} "
-            f"| {r['ratio_p50']} | <= {r['target_ratio']} | {'yes' if r['met'] else 'no'} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=60, help="requests per scenario and side")
     parser.add_argument("--restarts", type=int, default=3, help="cold starts to time")
-    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument(
+        "--output", type=Path, help="default: results/ here, and the READMEs' tables follow"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="thumbnail-bench-") as workdir:
         report = run(args.requests, args.restarts, Path(workdir))
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "results.json").write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown(report)
-    (args.output / "results.md").write_text(
-        f"# series-thumbnail benchmark ({report['timestamp']})\n\n{table}"
-    )
-    print(table)
+    print(write("series_thumbnail", report, args.output))
     return 0 if all(r["met"] for r in report["results"]) else 1
 
 

@@ -1,0 +1,399 @@
+"""Every published benchmark figure comes from one file: the benchmark's `results/results.json`.
+
+    .venv/bin/python benchmarks/publish_results.py           # write results.md and README blocks
+    .venv/bin/python benchmarks/publish_results.py --check   # exit 1 if any of them is stale
+
+From each `benchmarks/<name>/results/results.json` this writes `results.md` beside it, and it
+rewrites every block of a Markdown file of the repository that starts with
+
+    <!-- generated from benchmarks/<name>/results/results.json by benchmarks/publish_results.py -->
+
+and ends with `<!-- end of generated figures -->`. Each benchmark calls `publish()` after writing
+its `results.json`; CI runs `--check`, so a table that differs from its results file fails.
+Nothing between the markers is typed by hand: edit the renderer below, or run the benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = Path(__file__).resolve().parent
+END = "<!-- end of generated figures -->"
+BEGIN = re.compile(
+    r"<!-- generated from (?P<source>benchmarks/(?P<name>[a-z_]+)/results/results\.json)"
+    r" by benchmarks/publish_results\.py -->\n"
+)
+# Markdown files that may hold generated blocks (others are left alone).
+DOCUMENTS = ["README.md", "packages/*/README.md", "benchmarks/*/README.md", "tools/*/README.md"]
+
+Renderer = Callable[[dict[str, Any]], str]
+
+# -- targets: the benchmarks import them from here, so a verdict and its table never disagree ----
+
+SERIES_PRIVATE_TAGS_TARGETS: dict[str, tuple[str, float]] = {
+    "ingest": (">=", 0.95),
+    "listing": ("<=", 1.1),
+    "page": ("<=", 1.3),
+}
+DICOM_EVENTS_TARGETS = {
+    "ingest": 0.95,  # ratio of rates, three plugins / no Python plugin (secondary figure)
+    "catch_up_rabbitmq_events_per_second": 10_000.0,
+    "catch_up_rabbitmq_total_seconds": 5.0,  # broker back -> backlog published, reconnect included
+    "catch_up_sns_events_per_second": 2_000.0,
+    "latency_p99_ms": 100.0,
+}
+# Orthanc CPU per instance, three plugins / empty-callback floor (see benchmarks/ingest_cost).
+INGEST_COST_TARGETS = {
+    ("seed", "long"): 1.10,
+    ("seed", "short"): 1.30,
+    ("all-events", "long"): 1.20,
+}
+
+
+def meets(value: float, operator: str, target: float) -> bool:
+    return value >= target if operator == ">=" else value <= target
+
+
+def yes_no(flag: bool) -> str:
+    return "yes" if flag else "NO"
+
+
+# -- renderers: results.json -> Markdown ---------------------------------------------------------
+
+
+def render_dicom_events(results: dict[str, Any]) -> str:
+    targets = DICOM_EVENTS_TARGETS
+    lines = ["| benchmark | figure | target | met |", "|---|---|---|---|"]
+    ingest = results.get("ingest")
+    if ingest:
+        rounds = ingest["rounds"]
+        for kind in ("rest", "cstore"):
+            base = ingest["no-python-plugin"][kind]
+            plugged = ingest["three-plugins-all-events"][kind]
+            ratio = ingest["ratio"][kind]
+            lines.append(
+                f"| ingest {kind}, three plugins / no Python plugin (rates) | {base:.0f} ->"
+                f" {plugged:.0f} inst/s, ratio {ratio:.2f} (median of {rounds} rounds) |"
+                f" >= {targets['ingest']} | {yes_no(ratio >= targets['ingest'])} |"
+            )
+            if "ratio_empty_callback" in ingest:
+                empty = ingest["python-plugin-empty-callback"][kind]
+                lines.append(
+                    f"| ingest {kind}, floor: Python plugin with an empty change callback |"
+                    f" {base:.0f} -> {empty:.0f} inst/s, ratio"
+                    f" {ingest['ratio_empty_callback'][kind]:.2f}; three plugins / empty callback"
+                    f" {ingest['ratio_to_empty_callback'][kind]:.2f} | reported | |"
+                )
+    for key in sorted(k for k in results if k.startswith("catch_up")):
+        entry = results[key]
+        rabbit = key == "catch_up_rabbitmq"
+        label = "RabbitMQ" if rabbit else f"SNS ({entry.get('emulator', '?')})"
+        rate = entry["events_per_second"]
+        target = targets[
+            "catch_up_rabbitmq_events_per_second" if rabbit else "catch_up_sns_events_per_second"
+        ]
+        lines.append(
+            f"| catch-up {label} | {entry['changes']} changes in {entry['seconds']:.1f} s ="
+            f" {rate:.0f} events/s | >= {target:.0f} events/s | {yes_no(rate >= target)} |"
+        )
+        if rabbit:
+            total = entry["reconnect_seconds"] + entry["seconds"]
+            lines.append(
+                f"| RabbitMQ back -> backlog published | first publish"
+                f" {entry['reconnect_seconds']:.1f} s after the return, all {total:.1f} s |"
+                f" <= {targets['catch_up_rabbitmq_total_seconds']:.0f} s |"
+                f" {yes_no(total <= targets['catch_up_rabbitmq_total_seconds'])} |"
+            )
+    if "latency" in results:
+        entry = results["latency"]
+        lines.append(
+            f"| stored -> consumer latency, {entry['rate_per_second']:.0f} inst/s x"
+            f" {entry['instances']} | p50 {entry['p50_ms']:.1f} ms, p99 {entry['p99_ms']:.1f} ms |"
+            f" p99 <= {targets['latency_p99_ms']:.0f} ms |"
+            f" {yes_no(entry['p99_ms'] <= targets['latency_p99_ms'])} |"
+        )
+    if results.get("note"):
+        lines += ["", str(results["note"])]
+    return "\n".join(lines) + "\n"
+
+
+def render_series_private_tags(results: dict[str, Any]) -> str:
+    ingest_figures, listing, page = results["ingest"], results["listing"], results["page"]
+    rows = [
+        (
+            f"ingest ({results['instances']} instances, {results['threads']} REST clients)",
+            f"{ingest_figures['baseline_instances_per_s']:.0f} inst/s (no Python plugin)",
+            f"{ingest_figures['plugin_instances_per_s']:.0f} inst/s",
+            ingest_figures["ratio"],
+            "ingest",
+        ),
+        (
+            f"`GET /with-private-tags/series` vs `GET /series?expand` ({results['series']} series)",
+            f"{listing['baseline_median_s'] * 1000:.0f} ms",
+            f"{listing['candidate_median_s'] * 1000:.0f} ms",
+            listing["ratio"],
+            "listing",
+        ),
+        (
+            "page of 100 (`since`/`limit`) vs Orthanc's page",
+            f"{page['baseline_median_s'] * 1000:.1f} ms",
+            f"{page['candidate_median_s'] * 1000:.1f} ms",
+            page["ratio"],
+            "page",
+        ),
+    ]
+    lines = [
+        "| comparison | Orthanc | plugin | ratio | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, base, candidate, ratio, key in rows:
+        operator, target = SERIES_PRIVATE_TAGS_TARGETS[key]
+        met = yes_no(meets(ratio, operator, target))
+        lines.append(
+            f"| {label} | {base} | {candidate} | {ratio:.2f} | {operator} {target} | {met} |"
+        )
+    lines.append("")
+    backlog = ingest_figures["plugin_backlog_after_upload_s"]
+    captured = results["captured"]
+    lines.append(
+        f"Ingest in {results['chunks']} alternating rounds; median of the per-round ratios:"
+        f" {ingest_figures['chunk_ratio_median']:.2f}. Plugin backlog after its uploads:"
+        f" {backlog:.1f} s in all; counted as ingest time, the ratio would be"
+        f" {ingest_figures['ratio_including_backlog']:.2f}. Series listed with all three tags:"
+        f" {captured['with_all_three_tags']} of {captured['series']}."
+    )
+    if "floor_ratio" in ingest_figures:
+        lines.append("")
+        lines.append(
+            "Floor: an Orthanc whose Python plugin only registers an empty change callback,"
+            f" in the same rounds: {ingest_figures['floor_instances_per_s']:.0f} inst/s, ratio"
+            f" {ingest_figures['floor_ratio']:.2f} (median of the per-round ratios"
+            f" {ingest_figures['chunk_floor_ratio_median']:.2f})."
+        )
+    listing_runs = [
+        c / b for b, c in zip(listing["baseline_runs_s"], listing["candidate_runs_s"], strict=True)
+    ]
+    lines.append("")
+    lines.append(
+        f"Listing: {len(listing_runs)} alternating pairs; the ratio of medians is"
+        f" {listing['ratio']:.2f}, the per-pair ratios range from {min(listing_runs):.2f} to"
+        f" {max(listing_runs):.2f} (median {statistics.median(listing_runs):.2f})."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def render_series_thumbnail(report: dict[str, Any]) -> str:
+    lines = [
+        f"Run of {report['timestamp']}, baseline {report['baseline']}.",
+        "",
+        "| scenario | preview p50 (ms) | thumbnail p50 (ms) | ratio | target | met |",
+        "|---|---:|---:|---:|---:|:-:|",
+    ]
+    for row in report["results"]:
+        lines.append(
+            f"| {row['scenario']} | {row['baseline']['p50_ms']} | {row['thumbnail']['p50_ms']}"
+            f" | {row['ratio_p50']} | <= {row['target_ratio']} | {yes_no(row['met'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def render_ingest_attribution(results: dict[str, Any]) -> str:
+    rates, ratios, settled = (
+        results["rates"],
+        results["median_ratio_to_none"],
+        results["settle_seconds"],
+    )
+    lines = [
+        f"REST ingest, {results['instances']} instances x {results['rounds']} alternating rounds,"
+        f" {results['per_series']} per series, {results['threads']} clients.",
+        "",
+        "| variant | median inst/s | median ratio to no plugin | settle after upload (s) |",
+        "|---|---|---|---|",
+    ]
+    for name in rates:
+        lines.append(
+            f"| {name} | {statistics.median(rates[name]):.0f} | {ratios[name]:.3f} |"
+            f" {statistics.median(settled[name]):.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def render_ingest_cost(results: dict[str, Any]) -> str:
+    """CPU (and instructions) of the Orthanc process per stored instance, per configuration."""
+    configurations: list[str] = results["configurations"]
+    floor = results["floor"]
+    labels: dict[str, str] = results.get("labels", {})
+    lines = [
+        f"{results['flavour']}: Orthanc {results.get('orthanc_version', '?')}, Python plugin"
+        f" {results.get('python_plugin_version', '?')}. {results['instances']} fresh instances"
+        f" per configuration, path and shape in each of {results['rounds']} rounds; medians"
+        f" (min-max over rounds); ratios are per round against the floor"
+        f" ({labels.get(floor, floor)}) measured in the same round, then the median.",
+        "",
+    ]
+    instructions = results.get("instructions_available", False)
+    header = "| path | series of | configuration | CPU ms / 1,000 inst | ratio to floor |"
+    separator = "|---|---|---|---|---|"
+    if instructions:
+        header += " instructions / inst (M) | ratio to floor |"
+        separator += "---|---|"
+    header += " rate inst/s | target | met |"
+    separator += "---|---|---|"
+    lines += [header, separator]
+    for path in results["paths"]:
+        for shape, per_series in results["shapes"].items():
+            for name in configurations:
+                cell = results["cells"][path][shape][name]
+                cpu = cell["cpu_ms_per_1000"]
+                row = (
+                    f"| {path} | {per_series} | {labels.get(name, name)} |"
+                    f" {statistics.median(cpu):.0f} ({min(cpu):.0f}-{max(cpu):.0f}) |"
+                    f" {cell['cpu_ratio_to_floor']:.2f} |"
+                )
+                if instructions:
+                    counts = [value / 1e6 for value in cell.get("instructions_per_instance", [])]
+                    row += (
+                        f" {statistics.median(counts):.1f} ({min(counts):.1f}-{max(counts):.1f}) |"
+                        f" {cell['instructions_ratio_to_floor']:.2f} |"
+                        if counts
+                        else " - | - |"
+                    )
+                target = INGEST_COST_TARGETS.get((name, shape))
+                met = "" if target is None else yes_no(cell["cpu_ratio_to_floor"] <= target)
+                row += (
+                    f" {statistics.median(cell['rate']):.0f} |"
+                    f" {'' if target is None else f'<= {target:.2f}'} | {met} |"
+                )
+                lines.append(row)
+    lines.append("")
+    if not instructions:
+        lines.append(f"Instructions: not measured ({results.get('instructions_note', 'perf')}).")
+        lines.append("")
+    load = results.get("machine_load", {})
+    if load:
+        lines.append(
+            f"Machine: {load.get('cores', '?')} cores; load average {load.get('before', '?')}"
+            f" before and {load.get('after', '?')} after the run; CPU time of other processes"
+            f" during the measured windows: {load.get('others_cpu_share', '?')} of the machine."
+        )
+        lines.append("")
+    lines.append(f"Command: `{results['command']}`")
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS: dict[str, Renderer] = {
+    "dicom_events": render_dicom_events,
+    "series_private_tags": render_series_private_tags,
+    "series_thumbnail": render_series_thumbnail,
+    "ingest_attribution": render_ingest_attribution,
+    "ingest_cost": render_ingest_cost,
+}
+TITLES = {
+    "dicom_events": "orthanc-dicom-events benchmark",
+    "series_private_tags": "series-private-tags benchmark",
+    "series_thumbnail": "series-thumbnail benchmark",
+    "ingest_attribution": "Where ingest time goes",
+    "ingest_cost": "Orthanc CPU per stored instance",
+}
+HEADER = "<!-- generated from results.json by benchmarks/publish_results.py: do not edit -->\n"
+
+
+def results_file(name: str) -> Path:
+    return BENCHMARKS / name / "results" / "results.json"
+
+
+def load(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(results_file(name).read_text())
+    return loaded
+
+
+def results_markdown(name: str) -> str:
+    return f"{HEADER}# {TITLES[name]}\n\n{RENDERERS[name](load(name))}"
+
+
+def with_blocks(text: str, document: Path) -> str:
+    """`text` with every generated block rendered again from its results file."""
+    out: list[str] = []
+    position = 0
+    for match in BEGIN.finditer(text):
+        if match.start() < position:
+            continue
+        end = text.find(END, match.end())
+        if end < 0:
+            raise SystemExit(f"{document}: a generated block has no '{END}'")
+        name = match.group("name")
+        if name not in RENDERERS:
+            raise SystemExit(f"{document}: no renderer for benchmarks/{name}")
+        if not results_file(name).is_file():
+            raise SystemExit(f"{document}: {match.group('source')} does not exist")
+        out += [text[position : match.end()], RENDERERS[name](load(name))]
+        position = end
+    out.append(text[position:])
+    return "".join(out)
+
+
+def targets() -> dict[Path, str]:
+    """Every generated file and its expected content."""
+    expected: dict[Path, str] = {}
+    for name in RENDERERS:
+        if results_file(name).is_file():
+            expected[results_file(name).with_name("results.md")] = results_markdown(name)
+    for pattern in DOCUMENTS:
+        for document in sorted(ROOT.glob(pattern)):
+            text = document.read_text()
+            if BEGIN.search(text):
+                expected[document] = with_blocks(text, document)
+    return expected
+
+
+def publish(check: bool = False) -> list[Path]:
+    """Write (or, with check, only compare) every generated file; returns those that differed."""
+    stale = []
+    for path, content in targets().items():
+        if not path.is_file() or path.read_text() != content:
+            stale.append(path)
+            if not check:
+                path.write_text(content)
+    return stale
+
+
+def write(name: str, results: dict[str, Any], output: Path | None = None) -> str:
+    """Save a benchmark's results; into its own results/ folder, every file generated from it
+    follows. Returns the rendered Markdown."""
+    folder = (output or results_file(name).parent).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    text = RENDERERS[name](results)
+    if folder == results_file(name).parent:
+        publish()
+    else:
+        (folder / "results.md").write_text(f"{HEADER}# {TITLES[name]}\n\n{text}")
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 if a file is out of date"
+    )
+    arguments = parser.parse_args(argv)
+    stale = publish(check=arguments.check)
+    for path in stale:
+        verb = "differs from its results file" if arguments.check else "written"
+        print(f"{path.relative_to(ROOT)}: {verb}", file=sys.stderr if arguments.check else None)
+    if arguments.check and stale:
+        print("run: python benchmarks/publish_results.py", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
