@@ -7,6 +7,9 @@
   running again after the test.
 - `orthanc_factory(plugins=[...], config={...}, entry="composed")`: started Orthancs, stopped at
   the end of the test. A failing test shows the tail of each of their logs.
+- `postgres`: the PostgreSQL server of the session (127.0.0.1:5432 when it answers, else a
+  private one); `cluster_factory(nodes=2, plugins=[...], config={...})`: Orthanc nodes on a
+  database of their own, dropped at the end of the test.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ from integration.compose_fixtures import (  # noqa: F401  (pytest-docker's, set 
     docker_setup,
 )
 from integration.harness import flavours
+from integration.harness.cluster import NodeConfig, OrthancCluster
 from integration.harness.interfaces import Orthanc, Provider, RabbitMQ, SnsEmulator
 from integration.harness.orthanc import Entry
+from integration.harness.postgres import Database, PostgresServer, open_server
 from integration.harness.providers import select_provider
 from orthanc_fake.samples import ENVIRONMENT_VARIABLE, find_samples_dir
 
@@ -162,8 +167,7 @@ def interruptible_sns(sns: SnsEmulator) -> Iterator[SnsEmulator]:
 def orthanc_factory(
     provider: Provider, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[OrthancFactory]:
-    servers: list[Orthanc] = []
-    request.node.stash[_orthancs_of_test] = servers
+    servers: list[Orthanc] = request.node.stash.setdefault(_orthancs_of_test, [])
 
     def create(
         plugins: Sequence[str] = (),
@@ -191,8 +195,66 @@ def orthanc_factory(
         return server
 
     yield create
-    for server in servers:
+    for server in list(servers):
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    server = open_server()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+class ClusterFactory(Protocol):
+    def __call__(
+        self,
+        nodes: int = 2,
+        plugins: Sequence[str] = (),
+        config: Mapping[str, Any] | None = None,
+        *,
+        node_config: NodeConfig | None = None,
+        start: bool = True,
+    ) -> OrthancCluster: ...
+
+
+@pytest.fixture
+def cluster_factory(
+    postgres: PostgresServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[ClusterFactory]:
+    """Clusters of Orthanc nodes, each on a database of its own, stopped and dropped afterwards."""
+    clusters: list[tuple[OrthancCluster, Database]] = []
+    servers: list[Orthanc] = request.node.stash.setdefault(_orthancs_of_test, [])
+
+    def create(
+        nodes: int = 2,
+        plugins: Sequence[str] = (),
+        config: Mapping[str, Any] | None = None,
+        *,
+        node_config: NodeConfig | None = None,
+        start: bool = True,
+    ) -> OrthancCluster:
+        database = postgres.create_database()
+        cluster = OrthancCluster(
+            tmp_path / f"cluster-{len(clusters)}",
+            database,
+            nodes=nodes,
+            plugins=plugins,
+            config=config,
+            node_config=node_config,
+        )
+        clusters.append((cluster, database))
+        servers.extend(cluster.nodes)
+        if start:
+            cluster.start()
+        return cluster
+
+    yield create
+    for cluster, database in clusters:
+        cluster.stop()
+        postgres.drop_database(database)
 
 
 @pytest.hookimpl(wrapper=True)
