@@ -15,6 +15,7 @@ from pydicom.uid import generate_uid
 from integration.conftest import OrthancFactory
 from integration.harness.interfaces import Orthanc, RabbitMQ
 from integration.harness.processes import wait_until
+from integration.tests.answers import error_content_type
 from orthanc_fake.dicom import PrivateBlock, make_instance
 
 pytestmark = pytest.mark.e2e
@@ -282,7 +283,7 @@ def test_bad_paging_unknown_ids_and_other_methods(orthanc: Orthanc) -> None:
     for query in ("since=1", "limit=1", "since=a&limit=1", "since=1&limit=-1", "since=0&limit=1e3"):
         response = orthanc.client.get(f"/with-private-tags/series?{query}")
         assert response.status_code == 400, query
-        assert response.headers["Content-Type"].startswith("application/json")
+        assert response.headers["Content-Type"] == error_content_type(orthanc)
         assert response.json()["HttpStatus"] == 400
 
     answer = orthanc.upload_file(synthetic(new_series_uid(), {0x11: ("UT", "x")}))
@@ -295,7 +296,7 @@ def test_bad_paging_unknown_ids_and_other_methods(orthanc: Orthanc) -> None:
     ):
         response = orthanc.client.get(path)
         assert response.status_code == 404, path
-        assert response.headers["Content-Type"].startswith("application/json")
+        assert response.headers["Content-Type"] == error_content_type(orthanc)
         assert "Message" in response.json()
     for path in (
         "/with-private-tags/series",

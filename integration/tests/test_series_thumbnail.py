@@ -20,6 +20,7 @@ from pydicom.uid import generate_uid
 
 from integration.conftest import OrthancFactory
 from integration.harness.interfaces import Orthanc
+from integration.tests.answers import error_content_type
 from orthanc_fake.dicom import make_instance
 
 pytestmark = pytest.mark.e2e
@@ -183,7 +184,7 @@ def test_sizes_formats_aspect_ratio_and_bad_parameters(orthanc: Orthanc) -> None
     for params in ({"size": "15"}, {"size": "1025"}, {"size": "big"}, {"format": "bmp"}):
         answer = thumbnail(orthanc, series_id, params=params)
         assert answer.status_code == 400, params
-        assert answer.headers["Content-Type"] == "application/json"
+        assert answer.headers["Content-Type"] == error_content_type(orthanc)
         assert answer.json()["HttpStatus"] == 400
 
 
@@ -299,7 +300,7 @@ def test_every_sample_gets_an_image_or_a_clean_415(orthanc: Orthanc, samples_dir
                 assert image.format == image_format.upper(), name
                 assert max(image.size) == size, f"{name}: {image.size}"
             else:
-                assert answer.headers["Content-Type"] == "application/json", name
+                assert answer.headers["Content-Type"] == error_content_type(orthanc), name
                 assert "no thumbnail" in json.loads(answer.content)["Message"], name
             outcomes[name] = answer.status_code
         assert orthanc.client.delete(f"/series/{series_id}").status_code == 200

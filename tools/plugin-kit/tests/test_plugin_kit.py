@@ -42,6 +42,18 @@ def test_a_status_with_a_json_body_reaches_the_client(fake: FakeOrthanc, status:
     assert output.headers["Content-Type"] == "application/json"
 
 
+@pytest.mark.parametrize(
+    ("version", "label"), [("1.12.1", "application/json"), ("1.12.2", "text/plain")]
+)
+def test_an_error_answer_carries_one_content_type(version: str, label: str) -> None:
+    # Orthanc 1.12.2+ labels every status body itself: a second label of ours would be a duplicate.
+    fake = FakeOrthanc({}, send_http_status_takes_size=False, orthanc_version=version)
+    serve(fake, lambda request: kit.error_response(404, "none"))
+    output = fake.call_route("GET", "/kit-test/x")
+    assert (output.status, output.content_types()) == (404, [label])
+    assert output.json()["Message"] == "none"
+
+
 def test_every_answer_in_a_row_uses_the_form_this_plugin_accepts(fake: FakeOrthanc) -> None:
     serve(fake, lambda request: kit.error_response(400, "bad"))
     for _ in range(3):

@@ -204,6 +204,22 @@ def quote_id(resource_id: str) -> str:
     return quote(resource_id, safe="")
 
 
+def core_labels_status_bodies(orthanc: OrthancModule) -> bool:
+    """Whether Orthanc itself labels a status sent with a body (`text/plain` plus `nosniff`).
+
+    Orthanc 1.12.2 and later add those headers to every `SendHttpStatus` with a body, after the
+    plugin's own: a plugin that also sets `Content-Type` answers with two. This is the core's
+    behaviour, not the Python plugin's, so the core's version is asked.
+    """
+    check = getattr(orthanc, "CheckVersionAdvanced", None)
+    if check is None:
+        return False
+    try:
+        return bool(check(1, 12, 2))
+    except Exception:  # an unusable answer: keep labelling our own bodies
+        return False
+
+
 def _no_redaction(text: str) -> str:
     return text
 
@@ -229,6 +245,7 @@ class OrthancHost:
         )
         self.closed = False
         self._revisions: _Loopback | None = None
+        self.core_labels_status_bodies = core_labels_status_bodies(orthanc)
 
     # -- REST
 
@@ -477,8 +494,12 @@ _STATUS_FORMS = (_status_two_arguments, _status_with_size, _status_text)
 _status_form = [0]  # the form this process's Orthanc accepted last (probed on first use)
 
 
-def send(output: Any, response: Response) -> None:
-    """Answer through Orthanc's RestOutput, whatever the version of the Python plugin."""
+def send(output: Any, response: Response, *, core_labels_status_bodies: bool = False) -> None:
+    """Answer through Orthanc's RestOutput, whatever the version of the Python plugin.
+
+    With `core_labels_status_bodies` (Orthanc 1.12.2+), an error body keeps the `text/plain`
+    label Orthanc gives it, rather than carrying two `Content-Type` headers; it is JSON either way.
+    """
     if response.status == 405:
         output.SendMethodNotAllowed(response.allow or "GET")
         return
@@ -489,7 +510,8 @@ def send(output: Any, response: Response) -> None:
     elif not response.body:
         output.SendHttpStatusCode(response.status)  # e.g. 304: no body
     else:
-        output.SetHttpHeader("Content-Type", response.content_type)
+        if not core_labels_status_bodies:
+            output.SetHttpHeader("Content-Type", response.content_type)
         _send_status_with_body(output, response.status, response.body)
 
 
@@ -529,7 +551,7 @@ def rest_callback(handler: Handler, host: OrthancHost, plugin_name: str) -> Call
         except Exception as failure:
             host.log_error(f"{plugin_name}: {request.get('method')} {uri}: {failure!r}")
             response = error_response(503, f"{plugin_name} cannot answer now; see Orthanc's log")
-        send(output, response)
+        send(output, response, core_labels_status_bodies=host.core_labels_status_bodies)
 
     return callback
 

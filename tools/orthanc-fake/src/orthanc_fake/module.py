@@ -72,12 +72,16 @@ class FakeOrthanc:
         started: bool = True,
         clock: Clock | None = None,
         send_http_status_takes_size: bool = True,
+        orthanc_version: str = "1.10.1",
     ) -> None:
         """`started=False` mimics script initialisation, when the REST API is not usable yet.
 
         `send_http_status_takes_size=False` answers like Python plugin 4.2 and later, whose
         `RestOutput.SendHttpStatus` takes (status, body) instead of 4.0's (status, text, size).
+        `orthanc_version` is what `CheckVersionAdvanced` compares with; from 1.12.2 on, a status
+        sent with a body also gets Orthanc's own `Content-Type: text/plain`, as the real core does.
         """
+        self.orthanc_version = tuple(int(part) for part in orthanc_version.split("."))
         self.configuration: dict[str, Any] = dict(configuration or {})
         self.started = started
         self._output_class = (
@@ -95,6 +99,9 @@ class FakeOrthanc:
         self.rest_api = BuiltInRestApi(self.archive, self.configuration, self._store_bytes)
 
     # ---- the orthanc API
+
+    def CheckVersionAdvanced(self, major: int, minor: int, revision: int) -> bool:
+        return self.orthanc_version >= (major, minor, revision)
 
     def GetConfiguration(self) -> str:
         return json.dumps(self.configuration)
@@ -269,7 +276,7 @@ class FakeOrthanc:
         path, _, query_text = uri.partition("?")
         arguments = {**dict(parse_qsl(query_text, keep_blank_values=True)), **(get or {})}
         lower_headers = {key.lower(): value for key, value in (headers or {}).items()}
-        output = self._output_class()
+        output = self._output_class(self.CheckVersionAdvanced(1, 12, 2))
         found = self._find_route(path)
         if found is None:
             output.SendHttpStatusCode(404)
@@ -337,7 +344,7 @@ class FakeOrthanc:
         if found is None:
             return None
         route, groups = found
-        output = self._output_class()
+        output = self._output_class(self.CheckVersionAdvanced(1, 12, 2))
         request = self._request(
             method, groups, {}, dict(parse_qsl(query_text, keep_blank_values=True)), body
         )

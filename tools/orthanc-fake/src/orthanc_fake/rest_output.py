@@ -25,9 +25,12 @@ def check_arguments(condition: bool, count: int) -> None:
 class FakeRestOutput:
     """Records what a REST callback answers: `status`, `headers`, `body`, `content_type`."""
 
-    def __init__(self) -> None:
+    def __init__(self, core_labels_status_bodies: bool = False) -> None:
         self.status: int | None = None
         self.headers: dict[str, str] = {}
+        # Every header line in order, repeats included (Orthanc 1.12.2+ adds its own).
+        self.header_lines: list[tuple[str, str]] = []
+        self._core_labels_status_bodies = core_labels_status_bodies
         self.cookies: dict[str, str] = {}
         self.body = b""
         self.content_type: str | None = None
@@ -57,6 +60,20 @@ class FakeRestOutput:
         well_typed = isinstance(status, int) and isinstance(body, str) and isinstance(size, int)
         check_arguments(well_typed, 3)
         self._answer(status, body.encode()[:size])
+        self._label_status_body()
+
+    def _label_status_body(self) -> None:
+        # Orthanc 1.12.2 and later label every status body, after whatever the plugin set.
+        if self._core_labels_status_bodies and self.body:
+            self.header_lines += [
+                ("Content-Type", "text/plain"),
+                ("X-Content-Type-Options", "nosniff"),
+            ]
+
+    def content_types(self) -> list[str]:
+        """Every `Content-Type` header line the answer carries (more than one is a defect)."""
+        lines = [value for key, value in self.header_lines if key.lower() == "content-type"]
+        return lines or ([self.content_type] if self.content_type else [])
 
     def SendHttpStatusCode(self, status: int) -> None:
         check_arguments(isinstance(status, int), 1)
@@ -80,6 +97,7 @@ class FakeRestOutput:
     def SetHttpHeader(self, key: str, value: str) -> None:
         check_arguments(isinstance(key, str) and isinstance(value, str), 2)
         self.headers[key] = value
+        self.header_lines.append((key, value))
 
     def SetCookie(self, cookie: str, value: str) -> None:
         check_arguments(isinstance(cookie, str) and isinstance(value, str), 2)
@@ -132,6 +150,7 @@ class FakeRestOutputSince42(FakeRestOutput):
     def SendHttpStatus(self, status: int, body: bytes) -> None:  # type: ignore[override]
         check_arguments(isinstance(status, int) and isinstance(body, bytes | bytearray), 2)
         self._answer(status, bytes(body))
+        self._label_status_body()
 
 
 class FakeDicomInstance:
