@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/publish_results.py           # write results.md and README blocks
     .venv/bin/python benchmarks/publish_results.py --check   # exit 1 if any of them is stale
 
-From each `benchmarks/<name>/results/results.json` this writes `results.md` beside it, and it
-rewrites every block of a Markdown file of the repository that starts with
+From each `benchmarks/<name>/results*/results.json` (`results-debian-sid/` for a run on another
+Orthanc, say) this writes `results.md` beside it, and it rewrites every block of a Markdown file
+of the repository that starts with
 
     <!-- generated from benchmarks/<name>/results/results.json by benchmarks/publish_results.py -->
 
@@ -28,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = Path(__file__).resolve().parent
 END = "<!-- end of generated figures -->"
 BEGIN = re.compile(
-    r"<!-- generated from (?P<source>benchmarks/(?P<name>[a-z_]+)/results/results\.json)"
+    r"<!-- generated from (?P<source>benchmarks/(?P<name>[a-z_]+)/(?P<folder>results[a-z0-9-]*)"
+    r"/results\.json)"
     r" by benchmarks/publish_results\.py -->\n"
 )
 # Markdown files that may hold generated blocks (others are left alone).
@@ -281,8 +283,9 @@ def render_ingest_cost(results: dict[str, Any]) -> str:
     if load:
         lines.append(
             f"Machine: {load.get('cores', '?')} cores; load average {load.get('before', '?')}"
-            f" before and {load.get('after', '?')} after the run; CPU time of other processes"
-            f" during the measured windows: {load.get('others_cpu_share', '?')} of the machine."
+            f" before and {load.get('after', '?')} after the run; busy CPU of every other process"
+            f" (the upload clients and RabbitMQ included) during the measured windows:"
+            f" {load.get('others_cpu_share', '?')} of the machine."
         )
         lines.append("")
     lines.append(f"Command: `{results['command']}`")
@@ -306,17 +309,17 @@ TITLES = {
 HEADER = "<!-- generated from results.json by benchmarks/publish_results.py: do not edit -->\n"
 
 
-def results_file(name: str) -> Path:
-    return BENCHMARKS / name / "results" / "results.json"
+def results_file(name: str, folder: str = "results") -> Path:
+    return BENCHMARKS / name / folder / "results.json"
 
 
-def load(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(results_file(name).read_text())
+def load(path: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(path.read_text())
     return loaded
 
 
-def results_markdown(name: str) -> str:
-    return f"{HEADER}# {TITLES[name]}\n\n{RENDERERS[name](load(name))}"
+def results_markdown(name: str, results: dict[str, Any]) -> str:
+    return f"{HEADER}# {TITLES[name]}\n\n{RENDERERS[name](results)}"
 
 
 def with_blocks(text: str, document: Path) -> str:
@@ -330,11 +333,12 @@ def with_blocks(text: str, document: Path) -> str:
         if end < 0:
             raise SystemExit(f"{document}: a generated block has no '{END}'")
         name = match.group("name")
+        source = results_file(name, match.group("folder"))
         if name not in RENDERERS:
             raise SystemExit(f"{document}: no renderer for benchmarks/{name}")
-        if not results_file(name).is_file():
+        if not source.is_file():
             raise SystemExit(f"{document}: {match.group('source')} does not exist")
-        out += [text[position : match.end()], RENDERERS[name](load(name))]
+        out += [text[position : match.end()], RENDERERS[name](load(source))]
         position = end
     out.append(text[position:])
     return "".join(out)
@@ -344,8 +348,8 @@ def targets() -> dict[Path, str]:
     """Every generated file and its expected content."""
     expected: dict[Path, str] = {}
     for name in RENDERERS:
-        if results_file(name).is_file():
-            expected[results_file(name).with_name("results.md")] = results_markdown(name)
+        for source in sorted((BENCHMARKS / name).glob("results*/results.json")):
+            expected[source.with_name("results.md")] = results_markdown(name, load(source))
     for pattern in DOCUMENTS:
         for document in sorted(ROOT.glob(pattern)):
             text = document.read_text()
@@ -366,17 +370,16 @@ def publish(check: bool = False) -> list[Path]:
 
 
 def write(name: str, results: dict[str, Any], output: Path | None = None) -> str:
-    """Save a benchmark's results; into its own results/ folder, every file generated from it
-    follows. Returns the rendered Markdown."""
+    """Save a benchmark's results; into one of its own results*/ folders, every file generated
+    from it follows. Returns the rendered Markdown."""
     folder = (output or results_file(name).parent).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    text = RENDERERS[name](results)
-    if folder == results_file(name).parent:
+    if folder.parent == BENCHMARKS / name and folder.name.startswith("results"):
         publish()
     else:
-        (folder / "results.md").write_text(f"{HEADER}# {TITLES[name]}\n\n{text}")
-    return text
+        (folder / "results.md").write_text(results_markdown(name, results))
+    return RENDERERS[name](results)
 
 
 def main(argv: list[str] | None = None) -> int:
