@@ -356,6 +356,27 @@ def test_a_burst_is_described_in_bulk_not_per_instance(
     assert [e["data"]["instanceCount"] for e in envelopes] == list(range(1, 41))
 
 
+def test_tags_are_read_only_for_the_instances_whose_event_leaves(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeOrthanc(base_config(), started=False)
+    calls = _record_calls(fake, monkeypatch)
+    fake, _plugin, publisher = setup(
+        fake=fake,
+        StoredInstance=True,
+        StoredInstanceThrottleMs=300,
+        StoredInstancePublishTags=["PatientID", "SOPInstanceUID"],
+    )
+    ids = _store(fake, 10)
+    wait_for(lambda: len(publisher.events) == 2, what="first and last of the burst")
+    first, last = _envelopes(publisher)
+    assert (first["subject"], last["subject"]) == (ids[0], ids[-1])
+    assert last["data"]["tags"]["SOPInstanceUID"] == "1.2.3.4.10"
+    assert list(last["data"])[-2:] == ["tags", "instanceCount"]
+    read = [c for c in calls if c.startswith("GET /instances/") and c.endswith("/tags")]
+    assert read == [f"GET /instances/{ids[0]}/tags", f"GET /instances/{ids[-1]}/tags"]
+
+
 def test_without_bulk_content_each_instance_is_read_alone(
     setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -133,29 +133,34 @@ class EventBuilder:
         try:
             return self._from_change(change)
         except HostError as error:
-            if error.code not in FILE_ERRORS:
-                raise
-            attempts = self._file_failures.get(change.seq, 0) + 1
-            if attempts < FILE_ERROR_ATTEMPTS:
-                self._file_failures[change.seq] = attempts
-                raise
-            self._file_failures.pop(change.seq, None)
-            event_type = (
-                EventType.INSTANCE_STORED
-                if _is_new_instance(change)
-                else STABLE_TYPES.get(change.change_type or -1, EventType.INSTANCE_STORED)
-            )
-            reason = f"Orthanc could not read the stored file after {attempts} attempts: {error}"
-            self.dead_letters.append(
-                DeadLetter(
-                    log_event_id(self._identity, change.seq),
-                    event_type.value,
-                    change.resource_id,
-                    reason,
-                    utc_now_rfc3339(),
-                )
-            )
+            self._give_up_or_raise(change, error)
             return []
+
+    def _give_up_or_raise(self, change: ch.Change, error: HostError) -> None:
+        """Re-raise `error` (the page is tried again), unless it is a file error seen too often:
+        then the change becomes a dead letter."""
+        if error.code not in FILE_ERRORS:
+            raise error
+        attempts = self._file_failures.get(change.seq, 0) + 1
+        if attempts < FILE_ERROR_ATTEMPTS:
+            self._file_failures[change.seq] = attempts
+            raise error
+        self._file_failures.pop(change.seq, None)
+        event_type = (
+            EventType.INSTANCE_STORED
+            if _is_new_instance(change)
+            else STABLE_TYPES.get(change.change_type or -1, EventType.INSTANCE_STORED)
+        )
+        reason = f"Orthanc could not read the stored file after {attempts} attempts: {error}"
+        self.dead_letters.append(
+            DeadLetter(
+                log_event_id(self._identity, change.seq),
+                event_type.value,
+                change.resource_id,
+                reason,
+                utc_now_rfc3339(),
+            )
+        )
 
     def _from_change(self, change: ch.Change) -> list[Output]:
         try:
@@ -195,13 +200,23 @@ class EventBuilder:
         for key, name in _OPTIONAL_METADATA.items():
             if metadata.get(key):
                 data[name] = metadata[key]
-        data["tags"] = self._instance_tags(instance_id)
+        # Its tags are read when the event leaves (_finish): a throttled one may never leave.
         draft = StoredDraft(change, series_id, study_id, patient_id, data, count)
         outputs: list[Output] = []
         published = self.throttle.offer(series_id, draft)
         if published is not None:
             outputs.append(published)
         return outputs
+
+    def _tags_of(self, draft: StoredDraft) -> dict[str, Any] | None:
+        """The tags of a stored-instance event that leaves now; None when given up on."""
+        try:
+            return self._instance_tags(draft.change.resource_id)
+        except NotFound:
+            return {}  # deleted since it was stored: its deleted event follows
+        except HostError as error:
+            self._give_up_or_raise(draft.change, error)
+            return None
 
     def _instance_tags(self, instance_id: str) -> dict[str, Any]:
         wanted = self._selection.stored_instance_tags
@@ -325,6 +340,9 @@ class EventBuilder:
             if isinstance(output, OutgoingEvent):
                 events.append(output)
                 continue
+            tags = self._tags_of(output)
+            if tags is None:
+                continue  # its file stayed unreadable: a dead letter
             events.append(
                 make_event(
                     event_id=log_event_id(self._identity, output.change.seq),
@@ -332,7 +350,7 @@ class EventBuilder:
                     event_type=EventType.INSTANCE_STORED.value,
                     subject=output.change.resource_id,
                     time=orthanc_date_to_rfc3339(output.change.date),
-                    data={**output.data, "instanceCount": max(1, output.count)},
+                    data={**output.data, "tags": tags, "instanceCount": max(1, output.count)},
                     group=output.study_id,
                     sequence=output.change.seq,
                 )
