@@ -8,11 +8,13 @@ import json
 import pytest
 from PIL import Image
 from thumbnail_testing import (
+    METADATA_NAME,
     SECONDARY_CAPTURE,
     Series,
     Thumbnails,
     ct_slice,
     grey_at_centre,
+    mark_series_stable,
     store,
     stored_choice,
 )
@@ -160,9 +162,31 @@ def test_ingesting_a_series_wakes_the_worker_once_not_per_instance(
         fake.store(ct(series, k, 10 * k))
         fake.deliver_pending_changes()
         assert plugin.worker.wait_idle(5)
-    assert submitted == [series_id]
-    # Once a thumbnail was chosen, the next instance resets it again.
+    assert submitted == []  # a new series has nothing to reset
+    # Once a thumbnail was chosen, the next instance resets it.
     assert fake.call_route("GET", f"/series/{series_id}/thumbnail").status == 200
     fake.store(ct(series, 6, 60))
     fake.deliver_pending_changes()
-    assert submitted == [series_id, series_id]
+    assert plugin.worker.wait_idle(5)
+    assert submitted == [series_id]
+    fake.store(ct(series, 7, 70))
+    fake.deliver_pending_changes()
+    assert submitted == [series_id]
+
+
+def test_a_new_series_costs_no_metadata_delete_nor_read_back(running: Thumbnails) -> None:
+    fake, rest = running.fake, running.rest
+    series = Series()
+    series_id = store_series(fake, [10, 20, 30], series)
+    fake.deliver_pending_changes()
+    mark_series_stable(fake, series_id)
+    assert running.plugin.worker.wait_idle(5)
+    metadata = f"/series/{series_id}/metadata/{METADATA_NAME}"
+    assert stored_choice(fake, series_id) is not None  # chosen and stored all the same
+    assert rest.count(f"DELETE {metadata}") == 0
+    assert rest.count(f"GET {metadata}") == 1  # stored_choice's own read
+    store(fake, [ct(series, 3, 40)])  # the series changes after its choice was stored
+    fake.deliver_pending_changes()
+    assert running.plugin.worker.wait_idle(5)
+    assert rest.count(f"DELETE {metadata}") == 1
+    assert stored_choice(fake, series_id) is None

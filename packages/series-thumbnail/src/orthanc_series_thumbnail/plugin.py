@@ -50,7 +50,9 @@ class SeriesThumbnailPlugin:
             self.worker.stop()
             self.host.close()
         elif level == kinds.series:
-            if change_type == kinds.stable_series:
+            if change_type == kinds.new_series:
+                self.service.selector.series_created(resource_id)
+            elif change_type == kinds.stable_series:
                 self.worker.series_stable(resource_id)
             elif change_type == kinds.deleted or (
                 change_type == kinds.new_child_instance

@@ -68,7 +68,18 @@ class ThumbnailSelector:
         # Series whose metadata this process already cleared: ingesting a long series signals
         # one change per instance, and one DELETE is enough.
         self._cleared: OrderedDict[str, None] = OrderedDict()
+        # Series created while this process runs, no choice stored since: nothing to read back.
+        self._fresh: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
+
+    def series_created(self, series_id: str) -> None:
+        """A new series: it has no metadata yet, so nothing to clear (no DELETE on its first
+        instances) and, until a choice is stored, nothing to read back."""
+        with self._lock:
+            for known in (self._cleared, self._fresh):
+                known[series_id] = None
+                while len(known) > _MEMO_ENTRIES:
+                    known.popitem(last=False)
 
     def series_state(self, series_id: str) -> SeriesState:
         """Read the series' instance list and stability; UnknownSeries when Orthanc has none."""
@@ -89,8 +100,12 @@ class ThumbnailSelector:
             if state.stable and not memo.persisted:
                 self._persist(state.series_id, fingerprint, memo.choice)
             return memo.choice
+        with self._lock:
+            stored = state.series_id not in self._fresh
         choice = (
-            self._persisted_choice(state, fingerprint) if memo is None and state.stable else None
+            self._persisted_choice(state, fingerprint)
+            if memo is None and state.stable and stored
+            else None
         )
         persisted = choice is not None
         if choice is None:
@@ -218,6 +233,7 @@ class ThumbnailSelector:
             )
         with self._lock:
             self._cleared.pop(series_id, None)
+            self._fresh.pop(series_id, None)
         self._remember(series_id, _Memo(fingerprint, choice, persisted))
 
     def _recall(self, series_id: str) -> _Memo | None:
