@@ -339,3 +339,18 @@ def test_configured_directories_resolve_like_orthanc_and_must_be_writable(
     (tmp_path / "file").write_text("x")
     with pytest.raises(kit.ConfigurationError, match=r"A\.StateDirectory: cannot create"):
         kit.configured_directory(Module, str(tmp_path / "file" / "below"), "A.StateDirectory")
+
+
+def test_a_route_callback_outlives_everything_but_the_interpreter() -> None:
+    # Plugin 7.1 drops its reference after finalization: the kit must keep one until then.
+    import gc
+    import weakref
+
+    class ForgetfulOrthanc(FakeOrthanc):
+        def RegisterRestCallback(self, uri: str, callback: Any) -> None:
+            self.registered = weakref.ref(callback)
+
+    fake = ForgetfulOrthanc({})
+    serve(fake, lambda request: kit.json_response(200, {}))
+    gc.collect()
+    assert fake.registered() is not None

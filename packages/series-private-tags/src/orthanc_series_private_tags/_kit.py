@@ -220,6 +220,12 @@ def core_labels_status_bodies(orthanc: OrthancModule) -> bool:
         return False
 
 
+# Python plugin 7.1 (Orthanc 1.13) releases its reference to a REST callback after the
+# interpreter is finalized: a callback nothing else references is then freed too late and Orthanc
+# dies with SIGSEGV on every shutdown. Referenced from here, each lives as long as the interpreter.
+_ROUTE_CALLBACKS: list[Callable[..., None]] = []
+
+
 def _no_redaction(text: str) -> str:
     return text
 
@@ -362,7 +368,9 @@ class OrthancHost:
 
     def register_route(self, pattern: str, handler: Handler, plugin_name: str) -> None:
         """Serve `pattern` (Orthanc's regular expression) with `handler`; see `rest_callback`."""
-        self._orthanc.RegisterRestCallback(pattern, rest_callback(handler, self, plugin_name))
+        callback = rest_callback(handler, self, plugin_name)
+        _ROUTE_CALLBACKS.append(callback)
+        self._orthanc.RegisterRestCallback(pattern, callback)
 
     def close(self) -> None:
         self.closed = True
