@@ -349,7 +349,10 @@ def test_a_burst_is_described_in_bulk_not_per_instance(
     wait_for(lambda: len(publisher.events) == 40, what="40 events")
     per_instance = [c for c in calls if "/metadata" in c or c.startswith("GET /instances/")]
     assert per_instance == []
-    assert 1 <= calls.count("POST /tools/bulk-content") <= 2  # the window may split the burst
+    # The instances, then their series and study (parents): one call per level and round; the
+    # window may split the burst in two rounds. No lookup per series.
+    assert 1 <= calls.count("POST /tools/bulk-content") <= 6
+    assert [c for c in calls if c.startswith(("GET /series", "GET /studies"))] == []
     envelopes = _envelopes(publisher)
     assert [e["subject"] for e in envelopes] == ids
     assert {e["data"]["remoteIp"] for e in envelopes} == {"10.0.0.9"}
@@ -375,6 +378,27 @@ def test_tags_are_read_only_for_the_instances_whose_event_leaves(
     assert list(last["data"])[-2:] == ["tags", "instanceCount"]
     read = [c for c in calls if c.startswith("GET /instances/") and c.endswith("/tags")]
     assert read == [f"GET /instances/{ids[0]}/tags", f"GET /instances/{ids[-1]}/tags"]
+
+
+def test_the_stable_events_of_a_page_read_their_resources_in_bulk(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeOrthanc(base_config(), started=False)
+    calls = _record_calls(fake, monkeypatch)
+    fake, _plugin, publisher = setup(
+        fake=fake,
+        extra={"BatchWindowMs": 200},
+        StableSeries=True,
+        StableSeriesPublishTags=["SeriesInstanceUID"],
+    )
+    for series in ("5.1", "5.2", "5.3", "5.4"):
+        _store(fake, 2, series=series)
+    calls.clear()
+    fake.mark_all_stable()
+    wait_for(lambda: len(publisher.events) == 4, what="4 stable series events")
+    tags = sorted(e["data"]["tags"]["SeriesInstanceUID"] for e in _envelopes(publisher))
+    assert tags == ["5.1", "5.2", "5.3", "5.4"]
+    assert len([c for c in calls if c.startswith("GET /series/")]) <= 1
 
 
 def test_without_bulk_content_each_instance_is_read_alone(

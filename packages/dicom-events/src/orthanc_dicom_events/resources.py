@@ -11,6 +11,7 @@ from ._kit import NotFound, OrthancHost, quote_id
 
 _PARENT_KEYS = {"instances": "ParentSeries", "series": "ParentStudy", "studies": "ParentPatient"}
 _LEVELS = {"instances": ch.INSTANCE, "series": ch.SERIES, "studies": ch.STUDY}
+_BULK_LEVELS = {"series": "Series", "studies": "Study", "patients": "Patient"}
 
 
 class _Lru:
@@ -55,6 +56,11 @@ class ResourceReader:
         self._listed: _Lru = _Lru(1_000)  # series -> "<instances listed>/<misses since>"
         self.new_links: list[tuple[str, str, int]] = []  # (child, parent, level of the child)
         self._bulk_supported = True
+        self._prefetched: dict[tuple[str, str], dict[str, Any]] = {}  # read once, then dropped
+
+    def forget_prefetched(self) -> None:
+        """Drop what a page prefetched and did not use (it would be stale by the next page)."""
+        self._prefetched.clear()
 
     def describe_instances(self, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Metadata of each instance still stored, its parent link learnt on the way.
@@ -79,7 +85,38 @@ class ResourceReader:
                     )
                 except NotFound:
                     pass  # deleted since
+        self._learn_ancestors({self._parents.get(i) or "" for i in found} - {""})
         return found
+
+    def _learn_ancestors(self, series_ids: set[str]) -> None:
+        """The study and patient of the series met in a page: one bulk call per level for those
+        not cached, instead of two lookups per new series."""
+        for level, collection in (("Series", "series"), ("Study", "studies")):
+            unknown = sorted(i for i in series_ids if self._parents.get(i) is None)
+            if unknown and self._bulk_supported:
+                self.prefetch(collection, unknown, level)
+            series_ids = {self._parents.get(i) or "" for i in series_ids} - {""}
+
+    def prefetch(self, collection: str, ids: list[str], level: str | None = None) -> None:
+        """Read resources in bulk now (parents learnt); the next `resource()` of each is served
+        from what was read (a page's stable events: one call, not one per resource)."""
+        if not self._bulk_supported:
+            return
+        level = level or _BULK_LEVELS[collection]
+        for start in range(0, len(ids), BULK_CHUNK):
+            body = {"Resources": ids[start : start + BULK_CHUNK], "Level": level, "Metadata": False}
+            try:
+                answer = json.loads(self._host.post("/tools/bulk-content", json.dumps(body)))
+            except NotFound:
+                self._bulk_supported = False  # no such route before Orthanc 1.9.4
+                return
+            for item in answer:
+                resource_id = item.get("ID")
+                if isinstance(resource_id, str):
+                    parent = item.get(_PARENT_KEYS.get(collection, ""))
+                    if isinstance(parent, str):
+                        self._remember(resource_id, parent, _LEVELS[collection])
+                    self._prefetched[(collection, resource_id)] = item
 
     def _describe_in_bulk(self, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
         body = {"Resources": instance_ids, "Level": "Instance", "Metadata": True}
@@ -100,7 +137,10 @@ class ResourceReader:
         return self._host.get(uri)
 
     def resource(self, collection: str, resource_id: str) -> dict[str, Any]:
-        """`GET /{collection}/{id}`; remembers the parent link it shows."""
+        """`GET /{collection}/{id}` (or what `prefetch` read); remembers the parent link."""
+        prefetched = self._prefetched.pop((collection, resource_id), None)
+        if prefetched is not None:
+            return prefetched
         body: dict[str, Any] = self.get_json(f"/{collection}/{quote_id(resource_id)}")
         parent = body.get(_PARENT_KEYS.get(collection, ""))
         if isinstance(parent, str):
