@@ -401,6 +401,36 @@ def test_the_stable_events_of_a_page_read_their_resources_in_bulk(
     assert len([c for c in calls if c.startswith("GET /series/")]) <= 1
 
 
+class ReturningPublisher(MemoryPublisher):
+    """Down until `back` is set; `came_back` tells it once, as the RabbitMQ probe does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = True
+        self.probes = 0
+        self.returned_at: float | None = None
+
+    def came_back(self) -> bool:
+        self.probes += 1
+        return not self.down and self.returned_at is None and self._mark()
+
+    def _mark(self) -> bool:
+        self.returned_at = time.monotonic()
+        return True
+
+
+def test_the_backoff_ends_as_soon_as_the_broker_is_back(setup: Setup) -> None:
+    publisher = ReturningPublisher()
+    fake, _plugin, _ = setup(publisher=publisher, StoredInstance=True)
+    _store(fake, 1)
+    wait_for(lambda: publisher.calls >= 4, what="a few failed tries", timeout=15)  # backoff grows
+    wait_for(lambda: publisher.probes > 0, what="the probe polled during the backoff")
+    publisher.down = False
+    back = time.monotonic()
+    wait_for(lambda: len(publisher.events) == 1, what="the event, once the broker is back")
+    assert time.monotonic() - back < 1.0  # not the seconds left of the backoff
+
+
 def test_without_bulk_content_each_instance_is_read_alone(
     setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:

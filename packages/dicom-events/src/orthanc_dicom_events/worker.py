@@ -274,7 +274,7 @@ class EventWorker:
                     return
                 self._idle(builder, publisher)
             except PublishError as error:
-                self._failed(error, "publish")
+                self._failed(error, "publish", getattr(publisher, "came_back", None))
             except HostError as error:
                 # The page is rebuilt from the persisted cursor, throttle included.
                 batch = None
@@ -452,7 +452,9 @@ class EventWorker:
             self._stopping.wait(self._config.batch_window_ms / 1000)
         publisher.keep_alive()
 
-    def _failed(self, error: Exception, doing: str) -> None:
+    def _failed(
+        self, error: Exception, doing: str, came_back: Callable[[], bool] | None = None
+    ) -> None:
         message = f"cannot {doing}: {self._mask(error)}"
         self._status.add(failed_attempts=1)
         self._status.update(broker_state="disconnected" if doing == "publish" else "degraded")
@@ -465,8 +467,8 @@ class EventWorker:
         # A stop request ends the wait early; deletions seen meanwhile go to disk at once.
         end = self._clock() + delay
         while not self._stopping.wait(min(NOTICE_SPOOL_SECONDS, max(0.0, end - self._clock()))):
-            if self._clock() >= end:
-                return
+            if self._clock() >= end or (came_back is not None and came_back()):
+                return  # the broker's return ends the wait at once
             if self._notices and self._spooler is not None:
                 with contextlib.suppress(Exception):  # reported by the round that follows
                     self._spooler()

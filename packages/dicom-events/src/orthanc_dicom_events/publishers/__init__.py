@@ -34,6 +34,9 @@ class Publisher(Protocol):
         """Service the connection while idle (heartbeats)."""
         ...
 
+    # Optional: `came_back() -> bool`, polled during a backoff after a failed publish; True ends
+    # the wait at once (the broker returned). Publishers without it wait out the backoff.
+
     def close(self) -> None: ...
 
     @property

@@ -16,6 +16,7 @@ while it publishes, connects, or services heartbeats when idle.
 from __future__ import annotations
 
 import contextlib
+import socket
 import ssl
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,6 +29,7 @@ _CONNECT_TIMEOUT_SECONDS = 3.0
 _CONFIRM_TIMEOUT_SECONDS = 30.0  # a broker that takes longer is treated as gone; batch retried
 _HEARTBEAT_SECONDS = 30
 _PERSISTENT = 2
+_PROBE_TIMEOUT_SECONDS = 0.2
 
 
 class RabbitPublisher:
@@ -47,6 +49,24 @@ class RabbitPublisher:
         self._nacked = 0
         self._returned: list[Refusal] = []  # messages routed nowhere, this batch
         self._stop_when: Callable[[], bool] | None = None
+        self._seen_unreachable = False
+
+    def came_back(self) -> bool:
+        """During a backoff: True once the broker's port accepts connections again after it
+        did not (a TCP connect, closed at once), so the worker retries then instead of waiting
+        out its backoff. A broker whose port stays open (a refused login, say) never counts as
+        back: the backoff paces those retries."""
+        parameters = self._pika.URLParameters(self._config.url)
+        try:
+            with socket.create_connection(
+                (parameters.host, parameters.port), timeout=_PROBE_TIMEOUT_SECONDS
+            ):
+                pass
+        except OSError:
+            self._seen_unreachable = True
+            return False
+        back, self._seen_unreachable = self._seen_unreachable, False
+        return back
 
     @property
     def connected(self) -> bool:
