@@ -16,6 +16,8 @@ runs. Four Orthancs run at once:
               skipped, three tags published, stable series and study events);
 - all-events: the three plugins, every event on, no throttle, no origin skipped.
 
+Each dicom-events publishes to RabbitMQ (a private node), into a queue bound to its exchange.
+
 Each round gives every configuration, path (REST: 4 client threads; C-STORE: 4 storescu
 associations) and shape (`short`: a new series every 3 instances; `long`: 60-instance series)
 `--instances` fresh 32x32 CT instances carrying the configured private tag. The CPU of the
@@ -269,7 +271,26 @@ def measure(
 # -- the run -------------------------------------------------------------------------------------
 
 
+def bind_sink(url: str, exchange: str) -> None:
+    """A queue taking every event of `exchange`, as a deployment has: without one, every event
+    would be unroutable and kept as a dead letter, work no deployment does. It keeps only its
+    last 100 messages (not durable), so it needs no consumer."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        channel.exchange_declare(exchange, exchange_type="topic", durable=True)
+        queue = f"{exchange}-sink"
+        channel.queue_declare(queue, durable=False, arguments={"x-max-length": 100})
+        channel.queue_bind(queue, exchange, routing_key="#")
+    finally:
+        connection.close()
+
+
 def builders(broker: RabbitMQ, workdir: Path) -> dict[str, Callable[[Any, Path], Orthanc]]:
+    for exchange in ("cost-seed", "cost-all"):
+        bind_sink(broker.url, exchange)
     script = workdir / "empty-entry.py"
     script.write_text(EMPTY_ENTRY)
     common = {"StableAge": STABLE_AGE}
