@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from . import changes as ch
@@ -77,8 +78,17 @@ class EventBuilder:
         self._clock = clock
         self.throttle = self._empty_throttle()
         self._counts = InstanceCounter()
+        # In a cluster, each node that received instances of a resource logs its own Stable*
+        # change in the shared log: a repeat with no new instance since is not published.
+        self._stable_once = config.cluster is not None and bool(
+            self._types & set(STABLE_TYPES.values())
+        )
+        cluster = config.cluster
+        self._repeats = StableRepeats(
+            cluster.stable_age_seconds - cluster.clock_tolerance_seconds if cluster else 0
+        )
         # Deleted events need the parents of instances, learnt while they were still stored.
-        self._needs_instances = bool(
+        self._needs_instances = self._stable_once or bool(
             self._types & {EventType.INSTANCE_STORED, *DELETED_TYPES.values()}
         )
         self._page_instances: dict[str, dict[str, Any]] = {}
@@ -113,6 +123,32 @@ class EventBuilder:
             outputs.extend(self._from_deletion(deletion))
         outputs.extend(self._refreshed(self.throttle.due()))
         return self._finish(outputs)
+
+    def prime(self, changes: Sequence[ch.Change]) -> None:
+        """Learn, from changes already published, which resources had their stable event since
+        their last new instance (a node taking over the publishing reads back a little)."""
+        if not self._stable_once:
+            return
+        stored = [c.resource_id for c in changes if _is_new_instance(c)]
+        described = self._reader.describe_instances(stored)
+        for change in changes:
+            try:
+                if _is_new_instance(change) and change.resource_id in described:
+                    series_id = self._reader.series_of_instance(change.resource_id)
+                    study_id, patient_id = self._reader.ancestors_of_series(series_id)
+                    self._repeats.changed(change.date, series_id, study_id, patient_id)
+                elif STABLE_TYPES.get(change.change_type or -1) is not None:
+                    self._repeats.is_repeat(change)
+            except NotFound:
+                continue
+
+    @property
+    def repeated_stable_dropped(self) -> int:
+        return self._repeats.dropped
+
+    @property
+    def premature_stable_dropped(self) -> int:
+        return self._repeats.premature
 
     def flush_waiting(self) -> list[OutgoingEvent]:
         """Every item the throttle holds, now (at shutdown)."""
@@ -181,6 +217,8 @@ class EventBuilder:
                 return self._stored_instance(change)
             event_type = STABLE_TYPES.get(change.change_type or -1)
             if event_type is not None and event_type in self._types:
+                if self._stable_once and self._repeats.is_repeat(change):
+                    return []
                 return self._stable(change, event_type)
         except NotFound:
             return []  # deleted since: its own deleted event follows
@@ -193,6 +231,8 @@ class EventBuilder:
             return []  # not needed, or deleted since: its own deleted event follows
         series_id = self._reader.series_of_instance(instance_id)  # learnt with the metadata
         study_id, patient_id = self._reader.ancestors_of_series(series_id)
+        if self._stable_once:
+            self._repeats.changed(change.date, series_id, study_id, patient_id)
         if EventType.INSTANCE_STORED not in self._types:
             return []
         count = self._counts.next(
@@ -416,3 +456,70 @@ class InstanceCounter:
 
     def current(self, series_id: str) -> int:
         return self._counts.get(series_id, 0)
+
+
+class StableRepeats:
+    """Which Stable* changes of the shared log not to publish (cluster mode).
+
+    Each node tracks stability alone: it logs a Stable* change `StableAge` after the last
+    instance *it* received. Two kinds are dropped:
+    - a repeat: the resource's stable event was published and no instance of it came since;
+    - a premature one: an instance of the resource, received by another node, is younger than
+      `quiet_seconds` at the change's date (the resource was not quiet cluster-wide); the node
+      that received that instance logs a later Stable* change of its own, which is published.
+    Decisions are kept by sequence number, so a page read again gets the same answers (and the
+    same event ids); every map is bounded, oldest forgotten.
+    """
+
+    def __init__(self, quiet_seconds: float = 0.0, size: int = 100_000) -> None:
+        self._quiet = quiet_seconds
+        self._size = size
+        self._settled: dict[tuple[int, str], None] = {}
+        self._last_instance: dict[tuple[int, str], float] = {}
+        self._decisions: dict[int, bool] = {}
+        self.dropped = 0
+        self.premature = 0
+
+    def is_repeat(self, change: ch.Change) -> bool:
+        """True when the stable change must not be published."""
+        known = self._decisions.get(change.seq)
+        if known is not None:
+            return known
+        key = (change.level, change.resource_id)
+        drop = True
+        if key in self._settled:
+            self.dropped += 1
+        elif self._premature(key, change.date):
+            self.premature += 1
+        else:
+            drop = False
+            _bounded_put(self._settled, key, None, self._size)
+        _bounded_put(self._decisions, change.seq, drop, self._size)
+        return drop
+
+    def changed(self, date: str, series_id: str, study_id: str, patient_id: str) -> None:
+        """A new instance: its series, study and patient are no longer settled."""
+        when = _epoch(date)
+        for key in ((ch.SERIES, series_id), (ch.STUDY, study_id), (ch.PATIENT, patient_id)):
+            self._settled.pop(key, None)
+            if when is not None:
+                self._last_instance.pop(key, None)
+                _bounded_put(self._last_instance, key, when, self._size)
+
+    def _premature(self, key: tuple[int, str], date: str) -> bool:
+        last, when = self._last_instance.get(key), _epoch(date)
+        return last is not None and when is not None and when - last < self._quiet
+
+
+def _bounded_put(mapping: dict[Any, Any], key: Any, value: Any, size: int) -> None:
+    mapping[key] = value
+    if len(mapping) > size:
+        del mapping[next(iter(mapping))]
+
+
+def _epoch(date: str) -> float | None:
+    """Orthanc's `20240131T235959` (UTC) in seconds, None when unreadable."""
+    try:
+        return datetime.strptime(date, "%Y%m%dT%H%M%S").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from ._kit import (
     ConfigurationError,
@@ -85,6 +85,24 @@ class SnsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """One publisher at a time among Orthanc nodes sharing a PostgreSQL index: a session-level
+    advisory lock on that database, reached with the settings of Orthanc's `PostgreSQL` section."""
+
+    host: str
+    port: int
+    database: str
+    username: str
+    password: str = field(repr=False, default="")
+    ssl: bool = False
+    lock_key: int = 0x44494345  # DEFAULT_LOCK_KEY ("DICE"): any bigint, the same on every node
+    lock_poll_ms: int = 1000
+    connect_timeout_seconds: int = 5
+    stable_age_seconds: int = 60  # Orthanc's StableAge, the same on every node
+    clock_tolerance_seconds: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class DicomEventsConfig:
     events: EventSelection
     broker_type: BrokerType
@@ -95,6 +113,7 @@ class DicomEventsConfig:
     shutdown_flush_seconds: float = 5.0
     state_directory: str = "OrthancStorage"
     batch_window_ms: int = 50
+    cluster: ClusterConfig | None = None
 
 
 _EVENT_FLAGS = {
@@ -122,7 +141,12 @@ _SECTION_KEYS = frozenset(
         "ShutdownFlushSeconds",
         "StateDirectory",
         "BatchWindowMs",
+        "Cluster",
     }
+)
+DEFAULT_LOCK_KEY = 0x44494345
+_CLUSTER_KEYS = frozenset(
+    {"Enabled", "LockKey", "LockPollMs", "ConnectTimeoutSeconds", "ClockToleranceSeconds"}
 )
 _EVENT_KEYS = frozenset(
     {
@@ -148,6 +172,8 @@ def mask_secrets(text: str, config: DicomEventsConfig) -> str:
     if password:
         # A password may also appear alone (pika quotes credentials in some errors).
         text = text.replace(password, "***")
+    if config.cluster is not None and config.cluster.password:
+        text = text.replace(config.cluster.password, "***")
     return text
 
 
@@ -176,7 +202,89 @@ def parse(orthanc_config: Mapping[str, Any]) -> DicomEventsConfig:
         shutdown_flush_seconds=_parse_flush_seconds(section.get("ShutdownFlushSeconds", 5)),
         state_directory=_parse_state_directory(section.get("StateDirectory"), orthanc_config),
         batch_window_ms=_parse_batch_window(section.get("BatchWindowMs", 50)),
+        cluster=_parse_cluster(section.get("Cluster"), orthanc_config),
     )
+
+
+def _parse_cluster(raw: object, orthanc_config: Mapping[str, Any]) -> ClusterConfig | None:
+    """`DicomEvents.Cluster`, with the connection read from Orthanc's own `PostgreSQL` section."""
+    path = f"{SECTION}.Cluster"
+    section = config_object(raw, path)
+    if not section:
+        return None
+    reject_unknown_keys(section, path, _CLUSTER_KEYS)
+    if not config_bool(section.get("Enabled", True), f"{path}.Enabled"):
+        return None
+    postgres = orthanc_config.get("PostgreSQL")
+    if not isinstance(postgres, Mapping) or not postgres.get("EnableIndex", False):
+        raise ConfigurationError(
+            path,
+            raw,
+            "needs Orthanc's index in PostgreSQL (a PostgreSQL section with EnableIndex: true):"
+            " the nodes of a cluster share that database",
+        )
+    lock_key = config_int(
+        section.get("LockKey", DEFAULT_LOCK_KEY), f"{path}.LockKey", -(2**63), 2**63 - 1
+    )
+    poll = config_int(section.get("LockPollMs", 1000), f"{path}.LockPollMs", 50, 60_000)
+    timeout = config_int(
+        section.get("ConnectTimeoutSeconds", 5), f"{path}.ConnectTimeoutSeconds", 1, 300
+    )
+    stable_age = orthanc_config.get("StableAge", 60)
+    if isinstance(stable_age, bool) or not isinstance(stable_age, int) or stable_age < 1:
+        raise ConfigurationError("StableAge", stable_age, "expected whole seconds >= 1")
+    tolerance = config_int(
+        section.get("ClockToleranceSeconds", 1),
+        f"{path}.ClockToleranceSeconds",
+        0,
+        max(0, stable_age - 1),
+    )
+    connection = _postgres_connection(postgres)
+    return ClusterConfig(
+        **connection,
+        lock_key=lock_key,
+        lock_poll_ms=poll,
+        connect_timeout_seconds=timeout,
+        stable_age_seconds=stable_age,
+        clock_tolerance_seconds=tolerance,
+    )
+
+
+def _postgres_connection(postgres: Mapping[str, Any]) -> dict[str, Any]:
+    """Host, port, database, user, password and TLS as the orthanc-postgresql plugin reads them."""
+    uri = postgres.get("ConnectionUri")
+    if uri is not None:
+        if not isinstance(uri, str):
+            raise ConfigurationError("PostgreSQL.ConnectionUri", uri, "expected a URI string")
+        parts = urlsplit(uri)
+        if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
+            raise ConfigurationError(
+                "PostgreSQL.ConnectionUri", uri, "expected postgresql://user:password@host:port/db"
+            )
+        return {
+            "host": parts.hostname or "localhost",
+            "port": parts.port or 5432,
+            "database": unquote(parts.path.strip("/")),
+            "username": unquote(parts.username or ""),
+            "password": unquote(parts.password or ""),
+            "ssl": "sslmode=require" in parts.query,
+        }
+    values: dict[str, Any] = {}
+    for key, attribute, default in (
+        ("Host", "host", "localhost"),
+        ("Database", "database", None),
+        ("Username", "username", ""),
+        ("Password", "password", ""),
+    ):
+        value = postgres.get(key, default)
+        if value is None or not isinstance(value, str):
+            raise ConfigurationError(f"PostgreSQL.{key}", value, "expected a string")
+        values[attribute] = value
+    if not values["database"]:
+        raise ConfigurationError("PostgreSQL.Database", values["database"], "expected a name")
+    values["port"] = config_int(postgres.get("Port", 5432), "PostgreSQL.Port", 1, 65535)
+    values["ssl"] = config_bool(postgres.get("EnableSsl", False), "PostgreSQL.EnableSsl")
+    return values
 
 
 def _parse_source(raw: object, orthanc_name: object) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from .__about__ import __version__
 from ._kit import (
+    ConfigurationError,
     HostError,
     OrthancHost,
     Request,
@@ -23,6 +24,7 @@ from ._kit import (
     status_handler,
 )
 from .config import SECTION, DicomEventsConfig, mask_secrets, mask_url_password, parse
+from .lease import AdvisoryLock, DriverMissing, PublisherLock
 from .publishers import Publisher
 from .publishers.factory import build_publisher
 from .spool import read_dead_letters
@@ -46,8 +48,10 @@ class DicomEventsPlugin:
         orthanc: ModuleType,
         config: DicomEventsConfig,
         publisher_factory: Callable[[], Publisher] | None = None,
+        lock: PublisherLock | None = None,
     ) -> None:
         self.config = config
+        self.lock = lock
         self.host = OrthancHost(orthanc, redact=lambda text: mask_secrets(text, config))
         self._kinds = self.host.constants
         self.status_counters = Status()
@@ -56,6 +60,7 @@ class DicomEventsPlugin:
             config,
             publisher_factory or (lambda: build_publisher(config)),
             self.status_counters,
+            lock=lock,
         )
 
     def on_change(self, change_type: int, level: int, resource_id: str) -> None:
@@ -89,7 +94,19 @@ class DicomEventsPlugin:
             broker["TopicArn"] = config.sns.topic_arn
         self._refresh_log_end()
         broker.update(as_json(self.status_counters.snapshot()))
-        return {"Plugin": NAME, "Version": __version__, "Source": config.source, "Broker": broker}
+        answer = {"Plugin": NAME, "Version": __version__, "Source": config.source, "Broker": broker}
+        if self.lock is not None:
+            worker = self.worker
+            answer["Cluster"] = {
+                "Role": worker.role,
+                "RoleSince": worker.role_since,
+                "Takeovers": worker.takeovers,
+                "Lock": self.lock.describe(),
+                "LockError": getattr(self.lock, "last_error", None),
+                "RepeatedStableDropped": worker.repeated_stable_dropped,
+                "PrematureStableDropped": worker.premature_stable_dropped,
+            }
+        return answer
 
     def _refresh_log_end(self) -> None:
         """The backlog counts changes recorded since the publisher last looked, too."""
@@ -119,6 +136,14 @@ def create(orthanc: ModuleType, orthanc_config: Mapping[str, Any]) -> DicomEvent
     """Validate the `DicomEvents` section, register the REST routes and return the plugin."""
     config = parse(orthanc_config)
     state = configured_directory(orthanc, config.state_directory, f"{SECTION}.StateDirectory")
-    plugin = DicomEventsPlugin(orthanc, replace(config, state_directory=state))
+    lock: PublisherLock | None = None
+    if config.cluster is not None:
+        try:
+            lock = AdvisoryLock(config.cluster)
+        except DriverMissing as error:
+            raise ConfigurationError(
+                f"{SECTION}.Cluster", orthanc_config[SECTION].get("Cluster"), str(error)
+            ) from None
+    plugin = DicomEventsPlugin(orthanc, replace(config, state_directory=state), lock=lock)
     plugin.register_routes()
     return plugin

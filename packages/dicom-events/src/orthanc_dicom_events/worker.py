@@ -22,6 +22,7 @@ from .builder import EventBuilder
 from .config import DicomEventsConfig, mask_secrets
 from .envelope import OutgoingEvent, utc_now_rfc3339
 from .events import any_deleted, enabled_types
+from .lease import PublisherLock
 from .publishers import Publisher, PublishError, Refusal
 from .resources import ResourceReader
 from .spool import DeadLetter, DeletedNotice, Spool, SpooledDeletion
@@ -31,6 +32,7 @@ from .status import Status, metrics
 # must live and die with Orthanc's database (the log's sequence numbers are only valid there).
 IDENTITY_PROPERTY = 5760
 CURSOR_PROPERTY = 5761
+_STATE_NAMES = {IDENTITY_PROPERTY: "identity", CURSOR_PROPERTY: "cursor"}
 
 PAGE_SIZE = 1000  # one commit to the broker per page: larger pages, fewer round trips
 POLL_SECONDS = 1.0
@@ -41,6 +43,11 @@ CURSOR_SAVE_SECONDS = 1.0
 BACKOFF_FIRST_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 10.0  # the longest a returning broker waits for us
 NOTICE_SPOOL_SECONDS = 0.1  # during a backoff, how soon a deletion notice reaches the disk
+# A node taking over the publishing reads this many changes before the cursor again, without
+# publishing them, to know which stable events were already published (cluster mode).
+PRIME_CHANGES = 2000
+PUBLISHER = "publisher"
+STANDBY = "standby"
 _COLLECTIONS = {
     ch.INSTANCE: "instances",
     ch.SERIES: "series",
@@ -87,6 +94,7 @@ class EventWorker:
         clock: Callable[[], float] = time.monotonic,
         page_size: int = PAGE_SIZE,
         poll_seconds: float = POLL_SECONDS,
+        lock: PublisherLock | None = None,
     ) -> None:
         self._host = host
         self._config = config
@@ -116,6 +124,26 @@ class EventWorker:
         self._last_read: ch.Change | None = None  # the newest change read from the log
         # The log's end read by the first deletion of a burst, valid until another change comes.
         self._log_end_at_deletion: int | None = None
+        # Cluster mode: only the holder of the lock publishes the shared log (and moves the shared
+        # cursor); every node publishes the deletions it saw itself, from its own spool.
+        self._lock = lock
+        self.role = PUBLISHER if lock is None else STANDBY
+        self.role_since = time.time()
+        self.takeovers = 0
+        self._lock_checked_at = float("-inf")
+        self._builder: EventBuilder | None = None
+
+    @property
+    def publishes_log(self) -> bool:
+        return self.role == PUBLISHER
+
+    @property
+    def repeated_stable_dropped(self) -> int:
+        return self._builder.repeated_stable_dropped if self._builder is not None else 0
+
+    @property
+    def premature_stable_dropped(self) -> int:
+        return self._builder.premature_stable_dropped if self._builder is not None else 0
 
     # -- called from Orthanc's change thread: no network I/O here ------------------------------
 
@@ -145,6 +173,9 @@ class EventWorker:
 
     def start(self) -> None:
         """On ORTHANC_STARTED: fix the start position now (two quick calls), then run."""
+        if self._lock is not None:
+            self._thread.start()  # the position is fixed by whoever holds the lock
+            return
         try:
             self._open_cursor()
         except Exception as error:
@@ -173,6 +204,8 @@ class EventWorker:
             publisher.close()
             if spool is not None:
                 spool.close()
+            if self._lock is not None:
+                self._lock.release()  # another node takes over at its next try
 
     def _open_until_ready(
         self,
@@ -200,20 +233,17 @@ class EventWorker:
         # Always open: it also keeps the dead letters.
         spool: Spool | None = Spool(self._config.state_directory)
         try:
-            if not self._cursor_known:
-                self._open_cursor()
-            if spool is not None:
-                self._check_epoch(spool)
             reader = ResourceReader(self._host)
-            if spool is not None and self._tracks_deletions:
-                self._reconcile(spool, reader)
-            builder = EventBuilder(
-                self._config,
-                reader,
-                self.identity,
-                spool.identity if spool else self.identity,
-                self._clock,
-            )
+            if self._lock is None:
+                if not self._cursor_known:
+                    self._open_cursor()
+                if spool is not None:
+                    self._check_epoch(spool)
+                # In a cluster, a resource this node saw stored may have been deleted through
+                # another node, which publishes that deletion: no reconciliation there.
+                if spool is not None and self._tracks_deletions:
+                    self._reconcile(spool, reader)
+            builder = self._new_builder(reader, spool)
             publisher = self._publisher_factory()
         except BaseException:
             if spool is not None:
@@ -223,6 +253,69 @@ class EventWorker:
         self._status.update(broker_state="starting", last_error=None)
         self.ready.set()
         return reader, builder, publisher, spool
+
+    def _new_builder(self, reader: ResourceReader, spool: Spool | None) -> EventBuilder:
+        builder = EventBuilder(
+            self._config,
+            reader,
+            self.identity,
+            spool.identity if spool else self.identity,
+            self._clock,
+        )
+        self._builder = builder
+        return builder
+
+    def _take_role(
+        self, reader: ResourceReader, builder: EventBuilder, spool: Spool | None
+    ) -> EventBuilder:
+        """Cluster mode: take the lock when free, notice when it is lost; the builder to use."""
+        lock = self._lock
+        if lock is None:
+            return builder
+        now = self._clock()
+        if self.role == STANDBY and now - self._lock_checked_at < self._poll_lock_seconds():
+            return builder
+        self._lock_checked_at = now
+        held = lock.acquire()
+        if held and self.role == STANDBY:
+            # The identity and the cursor are shared: read (or made) only by the lock's holder.
+            self._cursor_known = False
+            self._open_cursor()
+            builder = self._new_builder(reader, spool)
+            self._prime(builder)
+            self.role, self.role_since = PUBLISHER, time.time()
+            self.takeovers += 1
+            self._host.log_warning(
+                f"dicom-events: this node now publishes the shared change log, from change"
+                f" {self._cursor} ({lock.describe()})"
+            )
+        elif not held and self.role == PUBLISHER:
+            self._lost_lock()
+            builder = self._new_builder(reader, spool)
+        return builder
+
+    def _lost_lock(self) -> None:
+        self.role, self.role_since = STANDBY, time.time()
+        self._cursor_known = False
+        self._host.log_warning(
+            "dicom-events: lost the publishing lock; another node publishes the shared change"
+            " log, this one only the deletions it sees"
+        )
+
+    def _poll_lock_seconds(self) -> float:
+        cluster = self._config.cluster
+        return cluster.lock_poll_ms / 1000 if cluster is not None else self._poll_seconds
+
+    def _prime(self, builder: EventBuilder) -> None:
+        """Read the changes just before the cursor again, publishing nothing (see PRIME_CHANGES)."""
+        position = max(0, self._cursor - PRIME_CHANGES)
+        while position < self._cursor:
+            page = ch.parse_page(self._host.get(ch.changes_uri(position, self._page_size)))
+            changes = [change for change in page.changes if change.seq <= self._cursor]
+            builder.prime(changes)
+            if not page.changes or page.changes[-1].seq >= self._cursor or page.done:
+                return
+            position = page.changes[-1].seq
 
     def _loop(
         self,
@@ -249,6 +342,7 @@ class EventWorker:
             try:
                 self._spool_notices(reader, spool)
                 if batch is None:
+                    builder = self._take_role(reader, builder, spool)
                     batch = self._next_batch(builder, spool)
                     # The parents just learnt reach the disk before their events leave: after
                     # a crash they tell which resources vanished without a callback.
@@ -285,13 +379,31 @@ class EventWorker:
                 self._rewind(builder)
                 self._failed(error, "build events")
 
+    def _get_state(self, index: int) -> str:
+        """The identity or the cursor: an Orthanc global property, or in a cluster the table the
+        nodes share (seeded from this node's property: a single node turned into a cluster keeps
+        its event ids and position)."""
+        if self._lock is not None:
+            shared = self._lock.get_state(_STATE_NAMES[index])
+            if shared is not None:
+                return shared
+        return self._host.get_global_property(index)
+
+    def _set_state(self, index: int, value: str) -> None:
+        if self._lock is not None:
+            self._lock.set_state(_STATE_NAMES[index], value)
+        else:
+            self._host.set_global_property(index, value)
+
     def _open_cursor(self) -> None:
-        self.identity = self._host.get_global_property(IDENTITY_PROPERTY)
-        if not self.identity:
+        self.identity = self._get_state(IDENTITY_PROPERTY)
+        made = not self.identity
+        if made:
             self.identity = uuid.uuid4().hex
-            self._host.set_global_property(IDENTITY_PROPERTY, self.identity)
+        if made or self._lock is not None:  # in a cluster: seeds the shared table
+            self._set_state(IDENTITY_PROPERTY, self.identity)
         end = self._log_end()
-        stored = self._host.get_global_property(CURSOR_PROPERTY)
+        stored = self._get_state(CURSOR_PROPERTY)
         if stored:
             cursor = int(stored)
             if cursor > end:
@@ -304,7 +416,7 @@ class EventWorker:
             cursor = 0 if self._config.replay_from_start else end
             self._host.log_info(f"dicom-events: first start, publishing changes after {cursor}")
         self._cursor = self._read_pos = self._saved_cursor = cursor
-        self._host.set_global_property(CURSOR_PROPERTY, str(cursor))
+        self._set_state(CURSOR_PROPERTY, str(cursor))
         self._saved_at = self._clock()
         self._status.update(last_published_seq=cursor, log_end_seq=end)
         # Only now: a start that failed half-way must not publish from position 0.
@@ -388,6 +500,18 @@ class EventWorker:
             )
 
     def _next_batch(self, builder: EventBuilder, spool: Spool | None) -> Batch:
+        if not self.publishes_log:
+            # A standby node publishes only its own deletions; their order against the log's
+            # changes is the publisher's business (see the README: several nodes).
+            own = spool.pending(self._page_size) if spool is not None else []
+            events = builder.build([], own)
+            return Batch(
+                events=events,
+                read_pos=self._read_pos,
+                deletions=own,
+                more=len(own) >= self._page_size,
+                dead=list(builder.dead_letters),
+            )
         page = ch.parse_page(self._host.get(ch.changes_uri(self._read_pos, self._page_size)))
         read_pos = page.changes[-1].seq if page.changes else max(self._read_pos, page.last)
         if page.changes:
@@ -408,11 +532,13 @@ class EventWorker:
         )
 
     def _commit(self, batch: Batch, builder: EventBuilder, spool: Spool | None) -> None:
-        self._read_pos = batch.read_pos
-        waiting = builder.earliest_waiting_seq()
-        cursor = batch.read_pos if waiting is None else min(batch.read_pos, waiting - 1)
-        self._cursor = cursor
-        self._save_cursor(force=self._stopping.is_set())
+        cursor = self._cursor
+        if self.publishes_log:
+            self._read_pos = batch.read_pos
+            waiting = builder.earliest_waiting_seq()
+            cursor = batch.read_pos if waiting is None else min(batch.read_pos, waiting - 1)
+            self._cursor = cursor
+            self._save_cursor(force=self._stopping.is_set())
         if spool is not None and batch.dead:
             spool.dead_letter(batch.dead)
             self._report_dead_letters(batch.dead)
@@ -425,11 +551,17 @@ class EventWorker:
         )
 
     def _save_cursor(self, force: bool) -> None:
-        if self._cursor == self._saved_cursor:
+        if self._cursor == self._saved_cursor or not self.publishes_log:
             return
         now = self._clock()
-        if force or now - self._saved_at >= CURSOR_SAVE_SECONDS:
-            self._host.set_global_property(CURSOR_PROPERTY, str(self._cursor))
+        # In a cluster the cursor is a row of our own table, not an Orthanc transaction: saved
+        # at every commit, so a node taking over re-publishes only the batch in flight.
+        if force or self._lock is not None or now - self._saved_at >= CURSOR_SAVE_SECONDS:
+            if self._lock is not None and not self._lock.acquire():
+                # Another node may publish already: the shared cursor is its to move now.
+                self._lost_lock()
+                return
+            self._set_state(CURSOR_PROPERTY, str(self._cursor))
             self._saved_cursor, self._saved_at = self._cursor, now
             last = self._last_read
             if self._spool is not None and last is not None and last.seq <= self._cursor:
