@@ -209,9 +209,9 @@ def parse(orthanc_config: Mapping[str, Any]) -> DicomEventsConfig:
 def _parse_cluster(raw: object, orthanc_config: Mapping[str, Any]) -> ClusterConfig | None:
     """`DicomEvents.Cluster`, with the connection read from Orthanc's own `PostgreSQL` section."""
     path = f"{SECTION}.Cluster"
-    section = config_object(raw, path)
-    if not section:
+    if raw is None:
         return None
+    section = config_object(raw, path)
     reject_unknown_keys(section, path, _CLUSTER_KEYS)
     if not config_bool(section.get("Enabled", True), f"{path}.Enabled"):
         return None
