@@ -151,6 +151,28 @@ def test_choice_is_persisted_when_stable_and_reused_after_restart(thumbnails: Th
     assert f"GET /series/{ct.series_id}/instances" not in thumbnails.rest.calls  # trusted
 
 
+def test_on_a_shared_index_a_stored_choice_is_never_read_back(thumbnails: Thumbnails) -> None:
+    """Several nodes on one PostgreSQL index: the metadata may hold a choice another node made
+    for an older instance list, so a node that knows nothing of the series computes it."""
+    ct = ct_series(thumbnails)
+    thumbnails.plugin.service.handle("GET", ct.series_id, {}, {})
+    # What a node that received none of the series' newer instances left behind.
+    thumbnails.fake.RestApiPut(metadata_uri(ct.series_id), ct.ids[0])
+    config = dict(thumbnails.fake.configuration)
+    config["PostgreSQL"] = {"EnableIndex": True, "Lock": False, "Database": "orthanc"}
+    node = create(thumbnails.fake, config)
+    assert node.config.shared_index
+    thumbnails.rest.clear()
+    answer = node.service.handle("GET", ct.series_id, {}, {})
+    assert answer.status == 200
+    assert f"GET /series/{ct.series_id}/instances" in thumbnails.rest.calls  # computed
+    assert f"GET {metadata_uri(ct.series_id)}" not in thumbnails.rest.calls
+    assert grey_at_centre(answer.body) == pytest.approx(shade(MIDDLE), abs=3)
+    # With the database's lock on (one node), the stored choice is trusted as before.
+    config["PostgreSQL"] = {"EnableIndex": True, "Database": "orthanc"}
+    assert not create(thumbnails.fake, config).config.shared_index
+
+
 def test_unstable_series_is_computed_per_request_and_not_persisted(
     thumbnails: Thumbnails,
 ) -> None:

@@ -26,6 +26,9 @@ class SeriesThumbnailConfig:
     prerender_on_stable: bool = True
     metadata_name: str = METADATA_NAME
     metadata_index: int = 2001
+    # Several Orthanc nodes on one index (PostgreSQL without its lock): another node may have
+    # stored the choice for an instance list that changed since, so it is never read back.
+    shared_index: bool = False
 
 
 _KEYS = {
@@ -57,4 +60,15 @@ def parse(orthanc_config: Mapping[str, Any]) -> SeriesThumbnailConfig:
             f"{SECTION}.PrerenderOnStable",
         ),
         metadata_index=user_metadata_index(orthanc_config, METADATA_NAME, 2001),
+        shared_index=shares_its_index(orthanc_config),
+    )
+
+
+def shares_its_index(orthanc_config: Mapping[str, Any]) -> bool:
+    """True when other Orthanc nodes may use the same index: PostgreSQL with `Lock: false`."""
+    postgres = orthanc_config.get("PostgreSQL")
+    return (
+        isinstance(postgres, Mapping)
+        and postgres.get("EnableIndex") is True
+        and postgres.get("Lock", True) is False
     )

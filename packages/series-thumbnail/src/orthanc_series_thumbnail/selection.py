@@ -60,8 +60,12 @@ class _Memo:
 class ThumbnailSelector:
     """Finds (and remembers) the middle instance and frame of a series."""
 
-    def __init__(self, host: OrthancHost, metadata_name: str) -> None:
+    def __init__(self, host: OrthancHost, metadata_name: str, read_back: bool = True) -> None:
         self._host = host
+        # Whether a stored choice may be used for a series this process knows nothing of. Not on
+        # a shared index: a node that received none of a series' new instances sees it stable
+        # and stores its choice, and the node receiving them clears the metadata only once.
+        self._read_back = read_back
         self._metadata_uri = "/series/{}/metadata/" + metadata_name
         self._memo: OrderedDict[str, _Memo] = OrderedDict()
         self._series_by_chosen: dict[str, str] = {}  # chosen instance -> its series
@@ -104,7 +108,7 @@ class ThumbnailSelector:
             stored = state.series_id not in self._fresh
         choice = (
             self._persisted_choice(state, fingerprint)
-            if memo is None and state.stable and stored
+            if memo is None and state.stable and stored and self._read_back
             else None
         )
         persisted = choice is not None

@@ -21,7 +21,9 @@ class ThumbnailService:
     def __init__(self, host: OrthancHost, config: SeriesThumbnailConfig) -> None:
         self._host = host
         self._config = config
-        self.selector = ThumbnailSelector(host, config.metadata_name)
+        self.selector = ThumbnailSelector(
+            host, config.metadata_name, read_back=not config.shared_index
+        )
         self.cache = RenderCache(config.cache_megabytes * 1024 * 1024)
 
     def handle(

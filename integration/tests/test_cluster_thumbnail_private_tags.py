@@ -1,0 +1,85 @@
+"""series-thumbnail and series-private-tags on several Orthanc nodes sharing one PostgreSQL index:
+every node serves what any node stored."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from pydicom.uid import generate_uid
+
+from integration.conftest import ClusterFactory
+from integration.harness.orthanc import OrthancServer
+from integration.harness.processes import wait_until
+from integration.tests.test_series_thumbnail import CONFIG as THUMBNAIL_CONFIG
+from integration.tests.test_series_thumbnail import ct_slices, slice_shown
+
+pytestmark = pytest.mark.e2e
+
+
+def thumbnail_of(node: OrthancServer, series_id: str) -> int:
+    answer = node.client.get(f"/series/{series_id}/thumbnail", params={"format": "png"})
+    assert answer.status_code == 200, answer.text
+    return slice_shown(answer.content)
+
+
+def upload_all(node: OrthancServer, files: list[bytes]) -> str:
+    series = {str(node.upload_file(data)["ParentSeries"]) for data in files}
+    assert len(series) == 1
+    return series.pop()
+
+
+def test_every_node_serves_the_new_middle_slice_after_the_series_changed_elsewhere(
+    cluster_factory: ClusterFactory,
+) -> None:
+    cluster = cluster_factory(nodes=3, plugins=["series-thumbnail"], config=THUMBNAIL_CONFIG)
+    a, b, c = cluster.nodes
+    study, series = generate_uid(), generate_uid()
+    first = ct_slices(11, study_uid=study, series_uid=series)
+    series_id = upload_all(a, first)
+    a.wait_stable("series", series_id)
+    assert [thumbnail_of(node, series_id) for node in cluster.nodes] == [5, 5, 5]
+
+    # Ten more slices through node b. Meanwhile node a, which received none of them, sees the
+    # series as stable (stability is tracked per node) and its request stores a choice made
+    # for a series still growing.
+    rest = ct_slices(10, study_uid=study, series_uid=series, first_index=11)
+    for index, data in enumerate(rest):
+        b.upload_file(data)
+        if index == 2:
+            assert thumbnail_of(a, series_id) == 7  # 14 slices so far
+            assert thumbnail_of(c, series_id) == 7
+    # A node restarted now (nothing in memory, the series stable as far as it knows) must not
+    # read back the choice stored for 14 slices.
+    c.restart()
+    # Before b calls it stable, every node already serves the new middle (slice 10 of 21):
+    # each request compares the series' instance list with the one its choice was made for.
+    assert [thumbnail_of(node, series_id) for node in cluster.nodes] == [10, 10, 10]
+    b.wait_stable("series", series_id)
+    time.sleep(1.0)  # b's stable-series work (choice stored, default size rendered)
+    assert [thumbnail_of(node, series_id) for node in cluster.nodes] == [10, 10, 10]
+    a.restart()
+    assert thumbnail_of(a, series_id) == 10
+
+
+PRIVATE_TAGS_CONFIG: dict[str, Any] = {
+    "Dictionary": {"0055,1011": ["LO", "QueueID", 1, 1, "MATTERHORN_Prvt_Tags"]},
+    "SeriesMainPrivateDicomTags": ["QueueID"],
+    "UserMetadata": {"SeriesPrivateTags": 2000},
+    "StableAge": 1,
+}
+
+
+def wait_for_listing(
+    node: OrthancServer, series_id: str, expected: dict[str, Any], timeout: float
+) -> float:
+    """Seconds until `node` lists the series with `expected` private tags."""
+    started = time.monotonic()
+
+    def listed() -> bool:
+        answer = node.client.get_json(f"/with-private-tags/series/{series_id}")
+        return bool(answer.get("MainPrivateDicomTags") == expected)
+
+    wait_until(listed, timeout=timeout, what=f"{node.url} to list {expected}", interval=0.05)
+    return time.monotonic() - started
