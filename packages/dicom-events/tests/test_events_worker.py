@@ -431,6 +431,53 @@ def test_the_backoff_ends_as_soon_as_the_broker_is_back(setup: Setup) -> None:
     assert time.monotonic() - back < 1.0  # not the seconds left of the backoff
 
 
+class PipelinedPublisher(MemoryPublisher):
+    """Publishes in two halves, as the RabbitMQ publisher does; logs both halves."""
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.log = log
+
+    def send(self, events: Any) -> Callable[[], Any]:
+        self.log.append(f"send {len(events)}")
+
+        def confirmations() -> Any:
+            self.log.append("confirmed")
+            return self.publish(events)
+
+        return confirmations
+
+
+def test_a_backlog_is_published_in_pipelined_pages(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeOrthanc(base_config(), started=False)
+    log: list[str] = []
+    real_get = fake.RestApiGet
+
+    def get(uri: str) -> bytes:
+        if uri.startswith("/changes?since"):
+            log.append("read page")
+        return real_get(uri)
+
+    monkeypatch.setattr(fake, "RestApiGet", get)
+    publisher = PipelinedPublisher(log)
+    publisher.down = True  # a backlog gathers
+    fake, plugin, _ = setup(fake=fake, publisher=publisher, StoredInstance=True)
+    plugin.worker._page_size = 10
+    ids = _store(fake, 45)
+    wait_for(lambda: publisher.calls >= 1, what="a failed try")
+    publisher.down = False
+    wait_for(lambda: len(publisher.events) == 45, what="the backlog", timeout=20)
+    assert [e["subject"] for e in _envelopes(publisher)] == ids  # in order, each once
+    # While a page's confirmations were awaited, the next page was read.
+    pipelined = [
+        i for i in range(len(log) - 2) if log[i : i + 3] == ["send 10", "read page", "confirmed"]
+    ]
+    assert len(pipelined) >= 3
+    assert plugin.status()["Broker"]["Backlog"] == 0
+
+
 def test_without_bulk_content_each_instance_is_read_alone(
     setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:

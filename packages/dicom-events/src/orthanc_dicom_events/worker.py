@@ -63,6 +63,7 @@ class Batch:
     deletions: list[SpooledDeletion] = field(default_factory=list)
     more: bool = False
     dead: list[DeadLetter] = field(default_factory=list)  # given up on, kept on commit
+    waiting_seq: int | None = None  # the oldest change the throttle held once it was built
 
 
 class Backoff:
@@ -325,6 +326,7 @@ class EventWorker:
         spool: Spool | None,
     ) -> None:
         batch: Batch | None = None
+        ahead: Batch | None = None  # the next page, built while the broker confirmed this one
         while True:
             if self._stopping.is_set() and (
                 self._clock() >= self._deadline
@@ -341,13 +343,23 @@ class EventWorker:
                 return
             try:
                 self._spool_notices(reader, spool)
+                if batch is None and ahead is not None:
+                    batch, ahead = ahead, None
                 if batch is None:
                     builder = self._take_role(reader, builder, spool)
                     batch = self._next_batch(builder, spool)
                     # The parents just learnt reach the disk before their events leave: after
                     # a crash they tell which resources vanished without a callback.
                     self._spool_notices(reader, spool)
-                if batch.events:
+                send = getattr(publisher, "send", None)
+                if batch.events and send is not None and ahead is None and self._pipelines(batch):
+                    # A backlog: the next page is read and built while the broker stores this
+                    # one; it is published only after this one is confirmed and committed.
+                    confirmations = send(batch.events)
+                    ahead = self._next_batch(builder, spool, read_pos=batch.read_pos)
+                    self._spool_notices(reader, spool)
+                    refused = confirmations()
+                elif batch.events:
                     refused = publisher.publish(batch.events)
                     batch.dead.extend(_dead_letters(batch.events, refused))
                     unroutable = sum(r.reason.startswith("unroutable") for r in refused)
@@ -371,11 +383,11 @@ class EventWorker:
                 self._failed(error, "publish", getattr(publisher, "came_back", None))
             except HostError as error:
                 # The page is rebuilt from the persisted cursor, throttle included.
-                batch = None
+                batch = ahead = None
                 self._rewind(builder)
                 self._failed(error, "read from Orthanc")
             except Exception as error:  # the thread must survive anything
-                batch = None
+                batch = ahead = None
                 self._rewind(builder)
                 self._failed(error, "build events")
 
@@ -499,7 +511,23 @@ class EventWorker:
                 " (Orthanc stopped abruptly): their deleted events are queued"
             )
 
-    def _next_batch(self, builder: EventBuilder, spool: Spool | None) -> Batch:
+    def _pipelines(self, batch: Batch) -> bool:
+        """Whether the page after `batch` may be built before `batch` is committed: a backlog
+        of the log, on a single node, with no deletion in `batch` (the next page would read it
+        from the spool again) and no stop under way (which flushes the throttle)."""
+        return (
+            batch.more
+            and not batch.deletions
+            and self.publishes_log
+            and self._lock is None
+            and not self._stopping.is_set()
+        )
+
+    def _next_batch(
+        self, builder: EventBuilder, spool: Spool | None, read_pos: int | None = None
+    ) -> Batch:
+        """The next page after `read_pos` (default: the last committed page)."""
+        position = self._read_pos if read_pos is None else read_pos
         if not self.publishes_log:
             # A standby node publishes only its own deletions; their order against the log's
             # changes is the publisher's business (see the README: several nodes).
@@ -512,11 +540,11 @@ class EventWorker:
                 more=len(own) >= self._page_size,
                 dead=list(builder.dead_letters),
             )
-        page = ch.parse_page(self._host.get(ch.changes_uri(self._read_pos, self._page_size)))
-        read_pos = page.changes[-1].seq if page.changes else max(self._read_pos, page.last)
+        page = ch.parse_page(self._host.get(ch.changes_uri(position, self._page_size)))
+        read_pos = page.changes[-1].seq if page.changes else max(position, page.last)
         if page.changes:
             self._last_read = page.changes[-1]
-        if not page.changes and page.last < self._read_pos:
+        if not page.changes and page.last < position:
             read_pos = page.last  # the log was reset: follow it
         deletions: list[SpooledDeletion] = []
         if spool is not None:
@@ -528,14 +556,21 @@ class EventWorker:
             events.extend(builder.flush_waiting())
         self._status.update(log_end_seq=max(page.last, read_pos))
         return Batch(
-            events=events, read_pos=read_pos, deletions=deletions, more=not caught_up, dead=dead
+            events=events,
+            read_pos=read_pos,
+            deletions=deletions,
+            more=not caught_up,
+            dead=dead,
+            waiting_seq=builder.earliest_waiting_seq(),
         )
 
     def _commit(self, batch: Batch, builder: EventBuilder, spool: Spool | None) -> None:
         cursor = self._cursor
         if self.publishes_log:
             self._read_pos = batch.read_pos
-            waiting = builder.earliest_waiting_seq()
+            # Held back at the throttle when the page was built (a page built since may have
+            # taken them out, but it is not published yet).
+            waiting = batch.waiting_seq
             cursor = batch.read_pos if waiting is None else min(batch.read_pos, waiting - 1)
             self._cursor = cursor
             self._save_cursor(force=self._stopping.is_set())

@@ -36,6 +36,8 @@ class Publisher(Protocol):
 
     # Optional: `came_back() -> bool`, polled during a backoff after a failed publish; True ends
     # the wait at once (the broker returned). Publishers without it wait out the backoff.
+    # Optional: `send(events) -> Callable[[], list[Refusal]]`, `publish` in two halves: the
+    # events leave at once, the returned call waits for the broker's answer (pipelined pages).
 
     def close(self) -> None: ...
 

@@ -3,6 +3,8 @@
 The channel is in confirm mode. A batch goes out without waiting between messages; the thread then
 runs the connection's I/O loop until the broker has acknowledged every message (acks for many
 messages at once arrive as one frame), so a page costs about one round trip, not one per message.
+`send` splits this in two: the batch is written at once, and the returned call waits for the
+confirmations, so the worker reads and builds the next page while the broker stores this one.
 A negative acknowledgement, a closed channel or connection, or no answer in time fails the whole
 batch, which is then retried: delivery is at least once. `mandatory` is set, and a message the
 broker could route to no queue comes back (before its ack): it is a refusal (the worker keeps it
@@ -73,7 +75,13 @@ class RabbitPublisher:
         return self._ready and self._connection is not None and bool(self._connection.is_open)
 
     def publish(self, events: Sequence[OutgoingEvent]) -> list[Refusal]:
-        confirmed = False
+        return self.send(events)()
+
+    def send(self, events: Sequence[OutgoingEvent]) -> Callable[[], list[Refusal]]:
+        """Write the batch to the broker now and return the call that waits for its
+        confirmations (with `publish`'s result and errors). Between the two the caller may do
+        other work - read the next page - while the broker stores and confirms; nothing else
+        may use the publisher meanwhile."""
         try:
             self._open()
             self._returned, self._nacked = [], 0
@@ -89,6 +97,18 @@ class RabbitPublisher:
                 )
                 self._next_tag += 1
                 self._unconfirmed.add(self._next_tag)
+            # Out of pika's buffer into the socket, or nothing leaves until the wait below.
+            self._run_until(
+                lambda: self._failure is not None or self._buffered() == 0,
+                _CONFIRM_TIMEOUT_SECONDS,
+            )
+        except (self._pika.exceptions.AMQPError, OSError) as error:
+            self._fail(_describe(error))
+        return self._confirmations
+
+    def _confirmations(self) -> list[Refusal]:
+        confirmed = False
+        try:
             confirmed = self._run_until(
                 lambda: not self._unconfirmed or self._failure is not None,
                 _CONFIRM_TIMEOUT_SECONDS,
@@ -104,6 +124,14 @@ class RabbitPublisher:
         if self._returned and self._config.unroutable == "retry":
             raise PublishError(f"{self._returned[0].reason} (Unroutable: retry)")
         return self._returned
+
+    def _buffered(self) -> int:
+        """Bytes pika still holds for the socket (0 when it cannot tell: the wait flushes)."""
+        size = getattr(self._connection, "_get_write_buffer_size", None)
+        try:
+            return int(size()) if size is not None else 0
+        except Exception:  # a connection in the middle of closing
+            return 0
 
     def keep_alive(self) -> None:
         if self.connected:
