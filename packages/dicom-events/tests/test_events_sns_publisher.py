@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -159,3 +161,68 @@ def test_an_event_over_256_kib_is_refused_without_being_sent() -> None:
     assert [r.event_id for r in refused] == ["id-1"]
     assert "too large" in refused[0].reason
     assert sent == [0, 2]
+
+
+class _SlowRecording:
+    """Records each PublishBatch and how many ran at once; `refuse` fails a message group."""
+
+    def __init__(self, refuse: str | None = None) -> None:
+        self.calls: list[list[dict[str, Any]]] = []
+        self.running = 0
+        self.most = 0
+        self.refuse = refuse
+        self._lock = threading.Lock()
+
+    def publish_batch(self, **request: Any) -> dict[str, Any]:
+        entries = request["PublishBatchRequestEntries"]
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(0.02)
+        with self._lock:
+            self.running -= 1
+            self.calls.append(entries)
+        if self.refuse and entries[0].get("MessageGroupId") == self.refuse:
+            raise RuntimeError("throttled")
+        return {"Failed": []}
+
+
+def _numbers(entries: list[dict[str, Any]]) -> list[int]:
+    return [json.loads(entry["Message"])["data"]["n"] for entry in entries]
+
+
+def test_fifo_groups_go_in_parallel_each_in_order() -> None:
+    client = _SlowRecording()
+    config = SnsConfig(topic_arn="arn:aws:sns:us-east-1:000000000000:t.fifo")
+    events = [_event(n, group=f"study-{n % 3}") for n in range(90)]
+    assert SnsPublisher(config, client=client).publish(events) == []
+    assert client.most > 1
+    for group in range(3):
+        sent = [
+            n
+            for call in client.calls
+            if call[0]["MessageGroupId"] == f"study-{group}"
+            for n in _numbers(call)
+        ]
+        assert sent == [n for n in range(90) if n % 3 == group]
+    assert all(len({e["MessageGroupId"] for e in call}) == 1 for call in client.calls)
+
+
+def test_a_standard_topic_sends_every_batch_in_parallel() -> None:
+    client = _SlowRecording()
+    config = SnsConfig(topic_arn="arn:aws:sns:us-east-1:000000000000:t")
+    assert SnsPublisher(config, client=client).publish([_event(n) for n in range(100)]) == []
+    assert client.most > 1
+    assert sorted(n for call in client.calls for n in _numbers(call)) == list(range(100))
+
+
+def test_one_failing_group_fails_the_page_after_the_others_went() -> None:
+    client = _SlowRecording(refuse="study-1")
+    config = SnsConfig(topic_arn="arn:aws:sns:us-east-1:000000000000:t.fifo")
+    events = [_event(n, group=f"study-{n % 2}") for n in range(40)]
+    with pytest.raises(PublishError):
+        SnsPublisher(config, client=client).publish(events)
+    sent = [
+        n for call in client.calls if call[0]["MessageGroupId"] == "study-0" for n in _numbers(call)
+    ]
+    assert sent == list(range(0, 40, 2))

@@ -1,8 +1,15 @@
-"""AWS SNS: PublishBatch of up to 10, a `type` attribute for filter policies, FIFO topics."""
+"""AWS SNS: PublishBatch of up to 10, a `type` attribute for filter policies, FIFO topics.
+
+A page of events becomes many PublishBatch calls, each a round trip: they run in parallel
+(`PARALLEL_CALLS` at most). On a FIFO topic the calls of one message group (a study) run one
+after the other, in order, so SNS keeps the group's order; different groups go in parallel. A
+standard topic promises no order, so every call may run in parallel.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from ..config import SnsConfig
@@ -14,15 +21,20 @@ BATCH_BYTES = (
     256 * 1024
 )  # the limit of one message and of a whole PublishBatch, attributes included
 _PARTIAL_RETRIES = 3
+PARALLEL_CALLS = 8
 
 
 class SnsPublisher:
     """Publishes with the standard AWS credential chain (no key in Orthanc's configuration)."""
 
-    def __init__(self, config: SnsConfig, client: Any = None) -> None:
+    def __init__(
+        self, config: SnsConfig, client: Any = None, parallel_calls: int = PARALLEL_CALLS
+    ) -> None:
         self._config = config
         self._client = client
         self._ok = False
+        self._parallel_calls = parallel_calls
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def connected(self) -> bool:
@@ -39,7 +51,39 @@ class SnsPublisher:
                 )
             else:
                 fitting.append(event)
-        for chunk in _chunks(fitting):
+        lanes = self._lanes(fitting)
+        if len(lanes) <= 1 or self._parallel_calls <= 1:
+            for lane in lanes:
+                refused.extend(self._publish_lane(lane))
+            return _in_order(refused, events)
+        if self._pool is None:
+            self._sns()  # one client, made once: boto3 clients are thread-safe, not their making
+            self._pool = ThreadPoolExecutor(self._parallel_calls, thread_name_prefix="sns")
+        futures: list[Future[list[Refusal]]] = [
+            self._pool.submit(self._publish_lane, lane) for lane in lanes
+        ]
+        errors: list[PublishError] = []
+        for future in futures:  # every call is awaited, even after one failed
+            try:
+                refused.extend(future.result())
+            except PublishError as error:
+                errors.append(error)
+        if errors:
+            raise errors[0]  # the page is retried as a whole: at least once
+        return _in_order(refused, events)
+
+    def _lanes(self, events: list[OutgoingEvent]) -> list[list[list[OutgoingEvent]]]:
+        """Chunks to send one after the other, per lane; lanes may run in parallel."""
+        if not self._config.fifo:
+            return [[chunk] for chunk in _chunks(events)]
+        groups: dict[str, list[OutgoingEvent]] = {}
+        for event in events:
+            groups.setdefault(event.group, []).append(event)
+        return [_chunks(group) for group in groups.values()]
+
+    def _publish_lane(self, lane: list[list[OutgoingEvent]]) -> list[Refusal]:
+        refused: list[Refusal] = []
+        for chunk in lane:
             refused.extend(self._publish_chunk(chunk))
         return refused
 
@@ -48,6 +92,9 @@ class SnsPublisher:
 
     def close(self) -> None:
         self._ok = False
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def _publish_chunk(self, chunk: list[OutgoingEvent]) -> list[Refusal]:
         remaining = chunk
@@ -134,3 +181,9 @@ def _chunks(events: Sequence[OutgoingEvent]) -> list[list[OutgoingEvent]]:
     if current:
         chunks.append(current)
     return chunks
+
+
+def _in_order(refused: list[Refusal], events: Sequence[OutgoingEvent]) -> list[Refusal]:
+    """Refusals in the order of their events."""
+    position = {event.id: index for index, event in enumerate(events)}
+    return sorted(refused, key=lambda refusal: position.get(refusal.event_id, -1))
