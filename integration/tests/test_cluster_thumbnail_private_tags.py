@@ -12,6 +12,7 @@ from pydicom.uid import generate_uid
 from integration.conftest import ClusterFactory
 from integration.harness.orthanc import OrthancServer
 from integration.harness.processes import wait_until
+from integration.tests.test_series_private_tags import SYNTHETIC, new_series_uid, synthetic
 from integration.tests.test_series_thumbnail import CONFIG as THUMBNAIL_CONFIG
 from integration.tests.test_series_thumbnail import ct_slices, slice_shown
 
@@ -64,11 +65,14 @@ def test_every_node_serves_the_new_middle_slice_after_the_series_changed_elsewhe
 
 
 PRIVATE_TAGS_CONFIG: dict[str, Any] = {
-    "Dictionary": {"0055,1011": ["LO", "QueueID", 1, 1, "MATTERHORN_Prvt_Tags"]},
-    "SeriesMainPrivateDicomTags": ["QueueID"],
+    "Dictionary": SYNTHETIC,
+    "SeriesMainPrivateDicomTags": ["QueueID", "SourceSeriesUID"],
     "UserMetadata": {"SeriesPrivateTags": 2000},
     "StableAge": 1,
 }
+# The longest a listing on one node may lag behind a capture made by another: the worker reads
+# the shared change log once a second, then the series' metadata.
+LISTING_DELAY_SECONDS = 2.0
 
 
 def wait_for_listing(
@@ -83,3 +87,26 @@ def wait_for_listing(
 
     wait_until(listed, timeout=timeout, what=f"{node.url} to list {expected}", interval=0.05)
     return time.monotonic() - started
+
+
+def test_listings_on_every_node_show_captures_made_by_any_node(
+    cluster_factory: ClusterFactory,
+) -> None:
+    cluster = cluster_factory(nodes=3, plugins=["series-private-tags"], config=PRIVATE_TAGS_CONFIG)
+    a, b, c = cluster.nodes
+    series_uid = new_series_uid()
+    # The first instance lacks SourceSeriesUID: b and c list (and so mirror) the series with
+    # QueueID only; a later instance through c fills SourceSeriesUID.
+    series_id = a.upload_file(synthetic(series_uid, {0x11: ("UT", "q-1")}))["ParentSeries"]
+    delays = [wait_for_listing(node, series_id, {"QueueID": "q-1"}, 20) for node in (a, b, c)]
+    c.upload_file(synthetic(series_uid, {0x11: ("UT", "q-1"), 0x12: ("LO", "src-9")}))
+    expected = {"QueueID": "q-1", "SourceSeriesUID": "src-9"}
+    captured = wait_for_listing(c, series_id, expected, 20)
+    lags = [wait_for_listing(node, series_id, expected, 10) for node in (a, b)]
+    print(f"capture on c {captured:.2f} s; listed on a and b {lags} s later; first {delays}")
+    assert max(lags) <= LISTING_DELAY_SECONDS
+    # The whole listing, not only the series' own route.
+    for node in cluster.nodes:
+        listing = node.client.get_json("/with-private-tags/series", params={"expand": ""})
+        found = [entry for entry in listing if entry["ID"] == series_id]
+        assert [entry["MainPrivateDicomTags"] for entry in found] == [expected]

@@ -43,6 +43,19 @@ class SeriesPrivateTagsConfig:
     metadata_index: int
     # Orthanc's own storage settings, to read stored files directly (see storage.py).
     storage: Mapping[str, Any] = field(default_factory=dict)
+    # Several Orthanc nodes on one index (PostgreSQL without its lock): what the others write
+    # reaches this node only through the shared change log, which the worker follows.
+    shared_index: bool = False
+
+
+def shares_its_index(orthanc_config: Mapping[str, Any]) -> bool:
+    """True when other Orthanc nodes may use the same index: PostgreSQL with `Lock: false`."""
+    postgres = orthanc_config.get("PostgreSQL")
+    return (
+        isinstance(postgres, Mapping)
+        and postgres.get("EnableIndex") is True
+        and postgres.get("Lock", True) is False
+    )
 
 
 def parse(orthanc_config: Mapping[str, Any]) -> SeriesPrivateTagsConfig:
@@ -76,7 +89,9 @@ def parse(orthanc_config: Mapping[str, Any]) -> SeriesPrivateTagsConfig:
         for key in ("StorageDirectory", "StorageCompression")
         if key in orthanc_config
     }
-    return SeriesPrivateTagsConfig(tuple(tags), METADATA_NAME, index, storage)
+    return SeriesPrivateTagsConfig(
+        tuple(tags), METADATA_NAME, index, storage, shared_index=shares_its_index(orthanc_config)
+    )
 
 
 def _dictionary_by_name(raw: object) -> dict[str, tuple[int, int, str, str | None]]:

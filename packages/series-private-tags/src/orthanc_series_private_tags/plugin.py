@@ -35,7 +35,12 @@ class SeriesPrivateTagsPlugin:
         self.store = SeriesTagStore(self.host, config.metadata_name, config.tags)
         self.reconstruction = Reconstruction()
         self.worker = Worker(
-            self.host, self.store, config.tags, self.reconstruction, config.storage
+            self.host,
+            self.store,
+            config.tags,
+            self.reconstruction,
+            config.storage,
+            shared_index=config.shared_index,
         )
         self.routes = Routes(self.host, self.store, self.reconstruction, self.worker.wake)
         self._kinds = self.host.constants

@@ -38,12 +38,17 @@ BULK_CONTENT = "/tools/bulk-content"
 CAPTURE_ATTEMPTS = 5
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
+# On a shared index, how often the change log is read for metadata other nodes wrote: the most a
+# listing on this node lags behind a capture made by another (plus one read of the series).
+SHARED_LOG_POLL_SECONDS = 1.0
+SHARED_LOG_PAGE = 1000
 
 
 class Event(Enum):
     INSTANCE_STORED = "instance-stored"
     SERIES_DELETED = "series-deleted"
     SERIES_METADATA_CHANGED = "series-metadata-changed"
+    SERIES_WRITTEN_ELSEWHERE = "series-written-elsewhere"
 
 
 class _NewInstance(NamedTuple):
@@ -69,6 +74,7 @@ class Worker:
         tags: Sequence[PrivateTag],
         reconstruction: Reconstruction,
         storage_settings: Mapping[str, Any] | None = None,
+        shared_index: bool = False,
     ) -> None:
         self._host = host
         self._storage_settings = dict(storage_settings or {})
@@ -86,6 +92,9 @@ class Worker:
         self.captured_instances = 0
         self.skipped_instances = 0
         self._bulk_supported = True
+        self._log_position: int | None = None  # in the shared change log (shared index only)
+        self._shared_index = shared_index
+        self._next_log_poll = 0.0
 
     # Producers (Orthanc's threads): cheap, never block on I/O.
 
@@ -130,12 +139,44 @@ class Worker:
             with self._wakeup:
                 if not self._has_work():
                     self._wakeup.wait_for(
-                        lambda: stopping.is_set() or self._has_work(), self._next_retry_in()
+                        lambda: stopping.is_set() or self._has_work(), self._sleep_at_most()
                     )
                     self._wakeup.wait_for(stopping.is_set, BATCH_WINDOW_SECONDS)
                 if stopping.is_set():
                     return
+            if self._shared_index and time.monotonic() >= self._next_log_poll:
+                self._next_log_poll = time.monotonic() + SHARED_LOG_POLL_SECONDS
+                self._safely(self.follow_shared_log)
             self.run_pending(max_items=WARM_UP_CHUNK)
+
+    def _sleep_at_most(self) -> float | None:
+        retry = self._next_retry_in()
+        if not self._shared_index:
+            return retry
+        poll = max(0.0, self._next_log_poll - time.monotonic())
+        return poll if retry is None else min(retry, poll)
+
+    def follow_shared_log(self) -> int:
+        """Queue a re-read of each series whose metadata changed since the last look (another
+        node's capture or reconstruct, which calls back only on that node); how many."""
+        if self._log_position is None:
+            self._log_position = int(json.loads(self._host.get("/changes?last"))["Last"])
+            return 0
+        series: dict[str, None] = {}
+        while True:
+            uri = f"/changes?since={self._log_position}&limit={SHARED_LOG_PAGE}"
+            page = json.loads(self._host.get(uri))
+            for change in page.get("Changes") or []:
+                if change.get("ChangeType") == "UpdatedMetadata" and (
+                    change.get("ResourceType") == "Series"
+                ):
+                    series[str(change["ID"])] = None
+                self._log_position = max(self._log_position, int(change["Seq"]))
+            if page.get("Done", True) or not page.get("Changes"):
+                break
+        with self._wakeup:
+            self._changes.extend(_Change(Event.SERIES_WRITTEN_ELSEWHERE, s) for s in series)
+        return len(series)
 
     def _has_work(self) -> bool:
         self._requeue_due_retries()
@@ -237,6 +278,8 @@ class Worker:
             self._capture_all([change.resource_id])
         elif change.event is Event.SERIES_DELETED:
             self._store.forget(change.resource_id)
+        elif change.event is Event.SERIES_WRITTEN_ELSEWHERE:
+            self._store.refresh(change.resource_id)
         else:
             self._store.metadata_changed(change.resource_id)
 
