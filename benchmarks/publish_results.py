@@ -124,6 +124,21 @@ def render_dicom_events(results: dict[str, Any]) -> str:
         )
     if results.get("note"):
         lines += ["", str(results["note"])]
+    stamps = [
+        f"{key} {entry['measured']['at']} (commit {entry['measured']['commit']}, load average"
+        f" {entry['measured']['load_average']} on {entry['measured']['cores']} cores)"
+        for key, entry in results.items()
+        if isinstance(entry, dict) and isinstance(entry.get("measured"), dict)
+    ]
+    undated = [
+        key
+        for key, entry in results.items()
+        if isinstance(entry, dict) and not isinstance(entry.get("measured"), dict)
+    ]
+    if undated:
+        stamps.append(f"{', '.join(undated)} in an earlier run that recorded no date")
+    if stamps:
+        lines += ["", "Measured: " + "; ".join(stamps) + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -419,7 +419,36 @@ def main() -> None:
                 print(json.dumps(results["catch_up_sns"]), flush=True)
         finally:
             broker.close()
+    stamp = measured_stamp()
+    for section in results.values():
+        section["measured"] = stamp
+    default = Path(__file__).parent / "results" / "results.json"
+    if args.output is None and default.is_file():
+        # A partial run (--only) replaces its own sections and keeps the others, each with
+        # the date and commit it was measured at.
+        previous = json.loads(default.read_text())
+        previous.pop("note", None)
+        if "catch-up" in only:
+            previous.pop("catch_up_sns_moto", None)  # its emulator is whichever runs now
+        results = {**previous, **results}
     print(write("dicom_events", results, args.output))
+
+
+def measured_stamp() -> dict[str, Any]:
+    """When, at which commit and on how busy a machine a section was measured."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).parent,
+    ).stdout.strip()
+    return {
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": commit or "?",
+        "load_average": Path("/proc/loadavg").read_text().split()[0],
+        "cores": os.cpu_count(),
+    }
 
 
 if __name__ == "__main__":
