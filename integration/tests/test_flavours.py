@@ -3,6 +3,7 @@ its Python plugin reads; and the flavour builder's decisions (no build needed fo
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path, PurePosixPath
 
@@ -13,6 +14,12 @@ from integration.conftest import OrthancFactory
 from integration.harness import flavours
 from integration.harness.flavours import FLAVOURS, PythonPluginApi
 from integration.harness.processes import HarnessError
+from integration.tests.shutdown import (
+    PLUGINS_THAT_CRASH_WHEN_FINALIZED,
+    crashed_once_finalized,
+    python_plugin_version,
+)
+from orthanc_fake.dicom import make_instance
 
 pytestmark = pytest.mark.e2e
 
@@ -141,6 +148,39 @@ def test_orthanc_module_names_that_differ_between_plugin_versions(
     assert {name: name in names for name, last_with in REMOVED_AFTER} == {
         name: version <= last_with for name, last_with in REMOVED_AFTER
     }
+
+
+DO_NOTHING_CHANGE_CALLBACK = """
+import orthanc
+
+def on_change(change_type, level, resource_id):
+    pass
+
+orthanc.RegisterOnChangeCallback(on_change)
+"""
+
+
+def test_python_plugin_shutdown_with_a_do_nothing_change_callback(
+    orthanc_factory: OrthancFactory, tmp_path: Path
+) -> None:
+    """Plugin 7.1 crashes once finalized after changes were delivered; 4.0 and 5.0 exit 0.
+
+    None of this project's code runs here: this is the evidence behind the one crash that
+    `shutdown.assert_stopped_cleanly` accepts, and it fails when a plugin version stops crashing.
+    """
+    script = tmp_path / "do_nothing.py"
+    script.write_text(DO_NOTHING_CHANGE_CALLBACK)
+    server = orthanc_factory(script=script)
+    for index in range(10):
+        server.upload_file(make_instance(series_uid=f"1.2.3.{index}", sop_uid=f"1.2.3.{index}.1"))
+    time.sleep(1)
+    status = server.stop()
+    log = server.log_text()
+    version = python_plugin_version(log)
+    if version in PLUGINS_THAT_CRASH_WHEN_FINALIZED:
+        assert crashed_once_finalized(status, log), (status, server.log_tail(5))
+    else:
+        assert status in (0, -signal.SIGTERM), (version, status, server.log_tail(5))
 
 
 # -- decisions ---------------------------------------------------------------------------------
