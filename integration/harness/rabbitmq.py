@@ -247,6 +247,17 @@ class ReceivedMessage:
     headers: dict[str, Any] = field(default_factory=dict)
 
 
+def _first_of_each_id(messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
+    seen: set[Any] = set()
+    first = []
+    for message in messages:
+        key = message.body.get("id") if isinstance(message.body, dict) else id(message)
+        if key not in seen:
+            seen.add(key)
+            first.append(message)
+    return first
+
+
 class EventCollector:
     """Collects what a broker routes from `exchange` with `binding_key`, on a thread of its own.
 
@@ -301,6 +312,25 @@ class EventCollector:
                     )
                 self._changed.wait(remaining)
             return list(self._messages)
+
+    def wait_for_distinct(self, count: int, timeout: float = 10.0) -> list[ReceivedMessage]:
+        """The first copy of each event id received, in order, once there are `count` ids.
+
+        Delivery is at least once: a page published again after a failed confirm repeats events
+        under their ids, and consumers deduplicate on the id, as this does.
+        """
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len(distinct := _first_of_each_id(self._messages)) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    summary = [(m.routing_key, m.body) for m in self._messages]
+                    raise TimeoutError(
+                        f"expected {count} distinct event(s) from exchange {self.exchange!r} "
+                        f"within {timeout} s, got {len(distinct)}: {summary!r}"
+                    )
+                self._changed.wait(remaining)
+            return distinct
 
     def wait_quiet(self, seconds: float) -> list[ReceivedMessage]:
         """Wait `seconds` and return every message received by then (to assert that none came)."""

@@ -315,7 +315,7 @@ def test_a_deletion_comes_between_the_store_before_it_and_the_re_store_after_it(
         collector.wait_for(1, timeout=15)
         orthanc.client.delete(f"/instances/{instance}").raise_for_status()
         orthanc.upload_file(dicom)  # sent again within milliseconds
-        messages = collector.wait_for(3, timeout=15)
+        messages = collector.wait_for_distinct(3, timeout=15)
     assert [(m.body["type"], m.body["subject"]) for m in messages] == [
         ("dicom.instance.stored", instance),
         ("dicom.instance.deleted", instance),
