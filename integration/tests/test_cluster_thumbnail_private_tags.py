@@ -110,3 +110,52 @@ def test_listings_on_every_node_show_captures_made_by_any_node(
         listing = node.client.get_json("/with-private-tags/series", params={"expand": ""})
         found = [entry for entry in listing if entry["ID"] == series_id]
         assert [entry["MainPrivateDicomTags"] for entry in found] == [expected]
+
+
+def reconstruct_progress(node: OrthancServer) -> dict[str, Any]:
+    progress: dict[str, Any] = node.client.get_json("/with-private-tags/reconstruct")
+    return progress
+
+
+def test_reconstruct_runs_on_one_node_at_a_time_with_its_progress_on_every_node(
+    cluster_factory: ClusterFactory,
+) -> None:
+    cluster = cluster_factory(nodes=3, plugins=["series-private-tags"], config=PRIVATE_TAGS_CONFIG)
+    a, b, c = cluster.nodes
+    count = 600
+    for n in range(count):
+        cluster.nodes[n % 3].upload_file(synthetic(new_series_uid(), {0x11: ("UT", f"q{n}")}))
+
+    started = a.client.post("/with-private-tags/reconstruct")
+    assert started.status_code == 202, started.text
+    assert (started.json()["Total"], started.json()["Node"]) == (count, "node0")
+    refused = b.client.post("/with-private-tags/reconstruct")
+    seen_from_c = reconstruct_progress(c)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["Progress"]["Node"] == "node0"
+    assert (seen_from_c["Node"], seen_from_c["Total"]) == ("node0", count)
+    assert seen_from_c["State"] in ("Running", "Done")
+
+    def done_everywhere() -> bool:
+        return all(
+            (p["State"], p["Done"], p["Node"]) == ("Done", count, "node0")
+            for p in map(reconstruct_progress, cluster.nodes)
+        )
+
+    wait_until(done_everywhere, timeout=60, what="the reconstruct done, seen from every node")
+
+    # Finished, the lock is free: another node may run the next one, and a stop asked through a
+    # third node reaches it.
+    again = b.client.post("/with-private-tags/reconstruct")
+    assert again.status_code == 202, again.text
+    stop = c.client.delete("/with-private-tags/reconstruct")
+    assert stop.status_code == 202, stop.text  # asked while b runs: passed on to b
+    assert stop.json()["StopRequested"] is True
+
+    def ended_on_b() -> dict[str, Any] | None:
+        progress = reconstruct_progress(a)
+        return progress if progress["Node"] == "node1" and progress["State"] != "Running" else None
+
+    ended = wait_until(ended_on_b, timeout=60, what="b's reconstruct to end, seen from a")
+    print(f"second run: {ended['State']} after {ended['Done']} of {ended['Total']} series")
+    assert ended["State"] == "Stopped" and ended["Done"] < count

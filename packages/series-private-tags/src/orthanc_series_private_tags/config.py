@@ -46,6 +46,7 @@ class SeriesPrivateTagsConfig:
     # Several Orthanc nodes on one index (PostgreSQL without its lock): what the others write
     # reaches this node only through the shared change log, which the worker follows.
     shared_index: bool = False
+    node_name: str = "Orthanc"  # Orthanc's `Name`: who runs a reconstruct, for the other nodes
 
 
 def shares_its_index(orthanc_config: Mapping[str, Any]) -> bool:
@@ -90,7 +91,12 @@ def parse(orthanc_config: Mapping[str, Any]) -> SeriesPrivateTagsConfig:
         if key in orthanc_config
     }
     return SeriesPrivateTagsConfig(
-        tuple(tags), METADATA_NAME, index, storage, shared_index=shares_its_index(orthanc_config)
+        tuple(tags),
+        METADATA_NAME,
+        index,
+        storage,
+        shared_index=shares_its_index(orthanc_config),
+        node_name=str(orthanc_config.get("Name") or "Orthanc"),
     )
 
 

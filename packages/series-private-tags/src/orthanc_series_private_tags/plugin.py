@@ -6,16 +6,19 @@ see "Plugin contract" in the repository README); everything Orthanc-specific goe
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
 from . import routes
 from .__about__ import __version__
-from ._kit import OrthancHost, Request, Response, status_handler
+from ._kit import OrthancHost, Request, Response, configured_directory, status_handler
 from .config import SeriesPrivateTagsConfig, parse
 from .reconstruct import Reconstruction
 from .routes import Routes
+from .shared_run import FOLDER as SHARED_FOLDER
+from .shared_run import SharedRun
 from .store import SeriesTagStore
 from .worker import Worker
 
@@ -34,6 +37,7 @@ class SeriesPrivateTagsPlugin:
         self.host = OrthancHost(orthanc)
         self.store = SeriesTagStore(self.host, config.metadata_name, config.tags)
         self.reconstruction = Reconstruction()
+        self.shared_run = shared_run(orthanc, config)
         self.worker = Worker(
             self.host,
             self.store,
@@ -41,8 +45,11 @@ class SeriesPrivateTagsPlugin:
             self.reconstruction,
             config.storage,
             shared_index=config.shared_index,
+            shared_run=self.shared_run,
         )
-        self.routes = Routes(self.host, self.store, self.reconstruction, self.worker.wake)
+        self.routes = Routes(
+            self.host, self.store, self.reconstruction, self.worker.wake, self.shared_run
+        )
         self._kinds = self.host.constants
 
     def on_change(self, change_type: int, level: int, resource_id: str) -> None:
@@ -100,6 +107,15 @@ class SeriesPrivateTagsPlugin:
         register(routes.PATIENT_SERIES, self.serve_patient_series, NAME)
         register(routes.STUDY_SERIES, self.serve_study_series, NAME)
         register(routes.RECONSTRUCT, self.serve_reconstruct, NAME)
+
+
+def shared_run(orthanc: ModuleType, config: SeriesPrivateTagsConfig) -> SharedRun | None:
+    """On a shared index with a storage folder: the reconstruct's lock and progress there."""
+    storage = config.storage.get("StorageDirectory")
+    if not config.shared_index or not isinstance(storage, str) or not storage:
+        return None
+    folder = configured_directory(orthanc, storage, "StorageDirectory")
+    return SharedRun(os.path.join(folder, SHARED_FOLDER), config.node_name)
 
 
 def create(orthanc: ModuleType, orthanc_config: Mapping[str, Any]) -> SeriesPrivateTagsPlugin:

@@ -25,6 +25,7 @@ from ._kit import (
 )
 from .enrich import enrich_series, enrich_series_list
 from .reconstruct import Reconstruction
+from .shared_run import SharedRun
 from .store import SeriesTagStore
 
 PREFIX = "/with-private-tags"
@@ -48,11 +49,13 @@ class Routes:
         store: SeriesTagStore,
         reconstruction: Reconstruction,
         wake_worker: Callable[[], None],
+        shared_run: SharedRun | None = None,
     ) -> None:
         self._host = host
         self._store = store
         self._reconstruction = reconstruction
         self._wake_worker = wake_worker
+        self._shared = shared_run
 
     def _tags_json(self, series_id: str) -> bytes:
         return self._store.get(series_id).json
@@ -106,14 +109,27 @@ class Routes:
             return error_response(404, "Unknown resource")
 
     def reconstruct(self, method: str, body: bytes) -> Response:
-        """GET progress; POST start or resume (all, or {"Series": id}); DELETE stop."""
+        """GET progress; POST start or resume (all, or {"Series": id}); DELETE stop.
+
+        With nodes sharing the index, one node runs at a time: a POST elsewhere answers 409 with
+        that run's progress, GET shows it on every node, DELETE on any node stops it.
+        """
+        shared = self._shared
         if method == "GET":
-            return json_response(200, self._reconstruction.progress())
+            return json_response(200, self._progress())
         if method == "DELETE":
+            if shared is not None and shared.running_elsewhere():
+                shared.request_stop()
+                return json_response(202, {**self._progress(), "StopRequested": True})
             self._reconstruction.stop()
-            return json_response(200, self._reconstruction.progress())
+            self._wake_worker()  # publishes the stop for the other nodes
+            return json_response(200, self._progress())
         if method != "POST":
             return method_not_allowed("GET,POST,DELETE")
+        if shared is not None and not shared.claim():
+            return error_response(
+                409, "a reconstruct runs on another node", Progress=self._progress()
+            )
         request = _json_object(body)
         if request is None:
             return error_response(
@@ -131,8 +147,20 @@ class Routes:
         else:
             all_series = json.loads(self._host.get("/series"))
             self._reconstruction.start(str(series) for series in all_series)
+        if shared is not None:
+            shared.publish(self._progress(), force=True)
         self._wake_worker()
-        return json_response(202, self._reconstruction.progress())
+        return json_response(202, self._progress())
+
+    def _progress(self) -> dict[str, Any]:
+        """This node's run, or on a shared index the run any node made or makes."""
+        local = self._reconstruction.progress()
+        shared = self._shared
+        if shared is None:
+            return local
+        if shared.claimed:
+            return {**local, "Node": shared.node}
+        return shared.read() or {**local, "Node": shared.node}
 
 
 def _paging(query: Mapping[str, str]) -> tuple[int, int] | Response | None:

@@ -23,6 +23,7 @@ from .config import PrivateTag
 from .merge import SeriesValues, is_complete, merge
 from .reader import DicomReadError, PrivateTagReader
 from .reconstruct import Reconstruction
+from .shared_run import SharedRun
 from .storage import StorageFiles
 from .store import SeriesTagStore
 
@@ -75,6 +76,7 @@ class Worker:
         reconstruction: Reconstruction,
         storage_settings: Mapping[str, Any] | None = None,
         shared_index: bool = False,
+        shared_run: SharedRun | None = None,
     ) -> None:
         self._host = host
         self._storage_settings = dict(storage_settings or {})
@@ -94,6 +96,7 @@ class Worker:
         self._bulk_supported = True
         self._log_position: int | None = None  # in the shared change log (shared index only)
         self._shared_index = shared_index
+        self._shared_run = shared_run
         self._next_log_poll = 0.0
 
     # Producers (Orthanc's threads): cheap, never block on I/O.
@@ -259,12 +262,26 @@ class Worker:
             elif warm_up is not None:
                 self._safely(self._store.get, warm_up)
             else:
+                shared = self._shared_run
+                if shared is not None and shared.claimed and shared.stop_requested():
+                    self.reconstruction.stop()  # asked through another node
                 series_id = self.reconstruction.next_series()
                 if series_id is None:
+                    self._end_shared_run()
                     break
                 self.reconstruction.finished(series_id, self._reconstruct(series_id))
+                if shared is not None and shared.claimed:
+                    shared.publish(self.reconstruction.progress())
             handled += 1
         return handled
+
+    def _end_shared_run(self) -> None:
+        """A run that finished or stopped: its last progress for the others, then the lock."""
+        shared = self._shared_run
+        if shared is None or not shared.claimed or self.reconstruction.is_running():
+            return
+        shared.publish(self.reconstruction.progress(), force=True)
+        shared.release()
 
     def _safely(self, action: Any, *args: Any) -> None:
         try:
