@@ -41,7 +41,6 @@ EVENTS: dict[str, Any] = {
     "DeletedPatient": True,
 }
 SOURCE = "orthanc://cluster"
-LOCK_POLL_MS = 500
 
 
 def cluster_config(url: str, exchange: str) -> dict[str, Any]:
@@ -51,7 +50,7 @@ def cluster_config(url: str, exchange: str) -> dict[str, Any]:
             "Events": EVENTS,
             "Broker": {"Type": "rabbitmq", "RabbitConfig": {"URL": url, "Exchange": exchange}},
             "Source": SOURCE,  # the same on every node: events are the same whoever publishes
-            "Cluster": {"Enabled": True, "LockPollMs": LOCK_POLL_MS},
+            "Cluster": {"Enabled": True},  # LockPollMs: the default, 1000
             "ShutdownFlushSeconds": 3,
         },
     }
