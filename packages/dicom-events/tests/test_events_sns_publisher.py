@@ -226,3 +226,16 @@ def test_one_failing_group_fails_the_page_after_the_others_went() -> None:
         n for call in client.calls if call[0]["MessageGroupId"] == "study-0" for n in _numbers(call)
     ]
     assert sent == list(range(0, 40, 2))
+
+
+def test_send_starts_the_calls_and_its_result_waits_for_them() -> None:
+    client = _SlowRecording()
+    config = SnsConfig(topic_arn="arn:aws:sns:us-east-1:000000000000:t")
+    publisher = SnsPublisher(config, client=client)
+    events = [_event(0), _event(1, size=BATCH_BYTES), *[_event(n) for n in range(2, 40)]]
+    wait = publisher.send(events)
+    assert len(client.calls) < 4  # still running in the background
+    refused = wait()
+    assert [r.event_id for r in refused] == ["id-1"]
+    assert sorted(n for call in client.calls for n in _numbers(call)) == [0, *range(2, 40)]
+    publisher.close()

@@ -3,12 +3,13 @@
 A page of events becomes many PublishBatch calls, each a round trip: they run in parallel
 (`PARALLEL_CALLS` at most). On a FIFO topic the calls of one message group (a study) run one
 after the other, in order, so SNS keeps the group's order; different groups go in parallel. A
-standard topic promises no order, so every call may run in parallel.
+standard topic promises no order, so every call may run in parallel. `send` starts the calls
+and returns at once, so the worker builds the next page while they run (pipelined pages).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -42,6 +43,53 @@ class SnsPublisher:
 
     def publish(self, events: Sequence[OutgoingEvent]) -> list[Refusal]:
         refused: list[Refusal] = []
+        fitting = self._fitting(events, refused)
+        lanes = self._lanes(fitting)
+        if len(lanes) <= 1 or self._parallel_calls <= 1:
+            for lane in lanes:
+                refused.extend(self._publish_lane(lane))
+            return _in_order(refused, events)
+        return self._start(lanes, refused, events)()
+
+    def send(self, events: Sequence[OutgoingEvent]) -> Callable[[], list[Refusal]]:
+        """`publish` in two halves: the calls start now, in the background; the returned call
+        waits for them (the worker builds the next page meanwhile)."""
+        refused: list[Refusal] = []
+        fitting = self._fitting(events, refused)
+        return self._start(self._lanes(fitting), refused, events)
+
+    def _start(
+        self,
+        lanes: list[list[list[OutgoingEvent]]],
+        refused: list[Refusal],
+        events: Sequence[OutgoingEvent],
+    ) -> Callable[[], list[Refusal]]:
+        if self._pool is None:
+            try:
+                self._sns()  # one client, made once: boto3 clients are thread-safe, not making one
+            except Exception as error:  # no region, no botocore: retried like a failed call
+                raise PublishError(f"{type(error).__name__}: {error}") from error
+            self._pool = ThreadPoolExecutor(self._parallel_calls, thread_name_prefix="sns")
+        futures: list[Future[list[Refusal]]] = [
+            self._pool.submit(self._publish_lane, lane) for lane in lanes
+        ]
+
+        def wait() -> list[Refusal]:
+            errors: list[PublishError] = []
+            for future in futures:  # every call is awaited, even after one failed
+                try:
+                    refused.extend(future.result())
+                except PublishError as error:
+                    errors.append(error)
+            if errors:
+                raise errors[0]  # the page is retried as a whole: at least once
+            return _in_order(refused, events)
+
+        return wait
+
+    @staticmethod
+    def _fitting(events: Sequence[OutgoingEvent], refused: list[Refusal]) -> list[OutgoingEvent]:
+        """The events SNS can take; the others are refused (appended to `refused`)."""
         fitting: list[OutgoingEvent] = []
         for event in events:
             size = message_size(event)
@@ -51,26 +99,7 @@ class SnsPublisher:
                 )
             else:
                 fitting.append(event)
-        lanes = self._lanes(fitting)
-        if len(lanes) <= 1 or self._parallel_calls <= 1:
-            for lane in lanes:
-                refused.extend(self._publish_lane(lane))
-            return _in_order(refused, events)
-        if self._pool is None:
-            self._sns()  # one client, made once: boto3 clients are thread-safe, not their making
-            self._pool = ThreadPoolExecutor(self._parallel_calls, thread_name_prefix="sns")
-        futures: list[Future[list[Refusal]]] = [
-            self._pool.submit(self._publish_lane, lane) for lane in lanes
-        ]
-        errors: list[PublishError] = []
-        for future in futures:  # every call is awaited, even after one failed
-            try:
-                refused.extend(future.result())
-            except PublishError as error:
-                errors.append(error)
-        if errors:
-            raise errors[0]  # the page is retried as a whole: at least once
-        return _in_order(refused, events)
+        return fitting
 
     def _lanes(self, events: list[OutgoingEvent]) -> list[list[list[OutgoingEvent]]]:
         """Chunks to send one after the other, per lane; lanes may run in parallel."""
