@@ -342,6 +342,10 @@ class Worker:
             read_for.setdefault(series_id, []).append(instance.instance_id)
         for series_id, values in merged.items():
             try:
+                if self._shared_index:
+                    # Another node may have written this series since the mirror read it: what
+                    # Orthanc holds now comes first, so its values are kept, ours only fill in.
+                    values = merge(self._store.refresh(series_id).values, values, self._tags)
                 if values != self._store.get(series_id).values:
                     self._store.write(series_id, values)
             except NotFound:
