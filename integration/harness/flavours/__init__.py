@@ -890,10 +890,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     build = commands.add_parser("build", help="build (or check) a flavour's root filesystem")
     build.add_argument("flavour", choices=sorted(FLAVOURS))
     commands.add_parser("list", help="the flavours and what each one's cache holds")
+    hatch = commands.add_parser(
+        "hatch-test", help="each package's `hatch test` on the flavour's Python, chrooted"
+    )
+    hatch.add_argument("flavour", choices=sorted(FLAVOURS))
+    hatch.add_argument("packages", nargs="+", type=Path, help="distribution folders")
     args = parser.parse_args(argv)
     try:
         if args.command == "build":
             print(ensure_rootfs(args.flavour))
+        elif args.command == "hatch-test":
+            from .hatch_tests import hatch_test  # imports this module: only when asked
+
+            return hatch_test(args.flavour, args.packages)
         else:
             for name, flavour in FLAVOURS.items():
                 stamp = read_rootfs_stamp(name)
