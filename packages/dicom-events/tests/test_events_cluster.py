@@ -133,6 +133,7 @@ class FakeServer:
     def __init__(self) -> None:
         self.holder: FakeSession | None = None
         self.state: dict[str, str] = {}
+        self.parents: dict[str, tuple[str, int]] = {}
         self.refuse_connections = False
 
 
@@ -151,8 +152,19 @@ class FakeSession:
         if sql.startswith("SELECT value"):
             value = self.server.state.get(params["name"])
             return [[value]] if value is not None else []
-        if sql.startswith("INSERT"):
+        if sql.startswith("INSERT INTO dicom_events_state"):
             self.server.state[params["name"]] = params["value"]
+        elif sql.startswith("INSERT INTO dicom_events_parents"):
+            for child, parent, level in zip(
+                params["ids"], params["parents"], params["levels"], strict=True
+            ):
+                self.server.parents.setdefault(child, (parent, level))
+        elif sql.startswith("SELECT resource_id"):
+            known = self.server.parents
+            return [[i, *known[i]] for i in params["ids"] if i in known]
+        elif sql.startswith("DELETE FROM dicom_events_parents"):
+            for child in params["ids"]:
+                self.server.parents.pop(child, None)
         return []
 
     def close(self) -> None:
@@ -320,7 +332,7 @@ def test_one_node_publishes_the_log_another_takes_over_where_it_stopped(
 def test_a_standby_node_publishes_the_deletions_it_saw(
     nodes: tuple[FakeOrthanc, FakeServer, NodeFactory],
 ) -> None:
-    fake, _, node = nodes
+    fake, server, node = nodes
     a = node("a")
     fake.start()
     wait_for(lambda: a.role == "publisher", what="a publishes")
@@ -340,6 +352,14 @@ def test_a_standby_node_publishes_the_deletions_it_saw(
         ids[1]: "dicom.instance.deleted",
         series: "dicom.series.deleted",
     }
+    # b never read the log: the ancestors come from what the publisher shared in the database.
+    stored = a.publisher.events[0].envelope["data"]
+    for event in b.publisher.events:
+        data = event.envelope["data"]
+        assert (data["studyId"], data["patientId"]) == (stored["studyId"], stored["patientId"])
+        if event.type == "dicom.instance.deleted":
+            assert data["seriesId"] == series
+    assert not set(server.parents) & {*ids, series}  # spooled: the shared links are dropped
     assert b.role == "standby"
     assert len(a.publisher.events) == 2
 

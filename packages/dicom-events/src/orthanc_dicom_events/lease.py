@@ -23,6 +23,22 @@ _CREATE_STATE = (
     "CREATE TABLE IF NOT EXISTS dicom_events_state (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
 )
 _SELECT_STATE = "SELECT value FROM dicom_events_state WHERE name = :name"
+# Deleted resources can no longer be asked for their parents, and a node learns none while it is
+# standby: the publisher shares those it learns, so any node's deleted events carry ancestors.
+_CREATE_PARENTS = (
+    "CREATE TABLE IF NOT EXISTS dicom_events_parents"
+    " (resource_id TEXT PRIMARY KEY, parent_id TEXT NOT NULL, level INTEGER NOT NULL)"
+)
+_INSERT_PARENTS = (
+    "INSERT INTO dicom_events_parents(resource_id, parent_id, level)"
+    " SELECT * FROM unnest(CAST(:ids AS TEXT[]), CAST(:parents AS TEXT[]),"
+    " CAST(:levels AS INTEGER[])) ON CONFLICT (resource_id) DO NOTHING"
+)
+_SELECT_PARENTS = (
+    "SELECT resource_id, parent_id, level FROM dicom_events_parents"
+    " WHERE resource_id = ANY(CAST(:ids AS TEXT[]))"
+)
+_DELETE_PARENTS = "DELETE FROM dicom_events_parents WHERE resource_id = ANY(CAST(:ids AS TEXT[]))"
 _UPSERT_STATE = (
     "INSERT INTO dicom_events_state(name, value) VALUES (:name, :value)"
     " ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"
@@ -50,6 +66,18 @@ class PublisherLock(Protocol):
 
     def set_state(self, name: str, value: str) -> None:
         """Write a shared value; only the lock's holder does."""
+        ...
+
+    def remember_parents(self, links: list[tuple[str, str, int]]) -> None:
+        """Share (child, parent, level of the child) links the publisher learnt."""
+        ...
+
+    def parents_of(self, resource_ids: list[str]) -> list[tuple[str, str, int]]:
+        """The shared links of these resources and of their ancestors."""
+        ...
+
+    def forget_parents(self, resource_ids: list[str]) -> None:
+        """Drop the links of deleted resources (their deletions are spooled)."""
         ...
 
 
@@ -112,12 +140,38 @@ class AdvisoryLock:
     def set_state(self, name: str, value: str) -> None:
         self._session().run(_UPSERT_STATE, name=name, value=value)
 
+    def remember_parents(self, links: list[tuple[str, str, int]]) -> None:
+        if links:
+            self._session().run(
+                _INSERT_PARENTS,
+                ids=[link[0] for link in links],
+                parents=[link[1] for link in links],
+                levels=[link[2] for link in links],
+            )
+
+    def parents_of(self, resource_ids: list[str]) -> list[tuple[str, str, int]]:
+        found: list[tuple[str, str, int]] = []
+        wanted = list(dict.fromkeys(resource_ids))
+        for _ in range(3):  # instance -> series -> study -> patient
+            if not wanted:
+                break
+            rows = self._session().run(_SELECT_PARENTS, ids=wanted)
+            links = [(str(row[0]), str(row[1]), int(row[2])) for row in rows]
+            found.extend(links)
+            wanted = list(dict.fromkeys(link[1] for link in links))
+        return found
+
+    def forget_parents(self, resource_ids: list[str]) -> None:
+        if resource_ids:
+            self._session().run(_DELETE_PARENTS, ids=resource_ids)
+
     def _session(self) -> Any:
         if self._connection is None:
             self._connection = self._connect()
             self._held = False
         if not self._table_ready:
             self._connection.run(_CREATE_STATE)
+            self._connection.run(_CREATE_PARENTS)
             self._table_ready = True
         return self._connection
 

@@ -473,6 +473,8 @@ class EventWorker:
         if links:
             try:
                 spool.remember_parents(links)
+                if self._lock is not None and self.publishes_log:
+                    self._lock.remember_parents(links)
             except Exception:
                 reader.new_links[:0] = links
                 raise
@@ -481,6 +483,8 @@ class EventWorker:
         if not notices:
             return
         try:
+            deleted = [notice.resource_id for notice in notices]
+            self._learn_shared_parents(spool, deleted)
             # Deletions are ordered after every change recorded before they were seen.
             spool.add(notices, after_seq=self._log_end())
         except Exception:
@@ -488,6 +492,24 @@ class EventWorker:
                 self._notices[:0] = notices  # kept, in order, for the next try
             raise
         self._status.update(spooled_deletions=spool.count())
+        if self._lock is not None:
+            with contextlib.suppress(Exception):  # rows left behind cost only space
+                self._lock.forget_parents(deleted)
+
+    def _learn_shared_parents(self, spool: Spool, resource_ids: list[str]) -> None:
+        """In a cluster, the ancestors the publisher shared (this node may never have read the
+        log); without them a deleted event carries fewer ids, it is not held back."""
+        if self._lock is None:
+            return
+        try:
+            links = self._lock.parents_of(resource_ids)
+        except Exception as error:
+            self._host.log_warning(
+                f"dicom-events: ancestors of deleted resources unknown: {self._mask(error)}"
+            )
+            return
+        if links:
+            spool.remember_parents(links)
 
     def _reconcile(self, spool: Spool, reader: ResourceReader) -> None:
         """Queue the deletions Orthanc made without telling us (it died before its callback).
