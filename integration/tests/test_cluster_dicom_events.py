@@ -224,8 +224,8 @@ def test_every_event_once_across_the_cluster(
         # of each: once all nodes call them stable, the log holds them all.
         levels = (("series", series), ("studies", studies_ids), ("patients", patients))
         for node in cluster.nodes:
-            for level, ids in levels:
-                for resource_id in ids:
+            for level, members in levels:
+                for resource_id in members:
                     node.wait_stable(level, resource_id, timeout=30)
         resources = len(series) + len(studies_ids) + len(patients)
 
