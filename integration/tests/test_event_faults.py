@@ -15,7 +15,9 @@ import pytest
 from pydicom.uid import generate_uid
 
 from integration.conftest import REPO_ROOT, OrthancFactory
+from integration.harness.cluster import POSTGRESQL_INDEX_PLUGIN
 from integration.harness.interfaces import Orthanc, RabbitMQ, SnsEmulator
+from integration.harness.postgres import PostgresServer
 from integration.harness.rabbitmq import consume
 from integration.tests.test_dicom_events import instance_bytes, rabbit_config, sns_config
 from orthanc_fake.dicom import make_instance
@@ -321,3 +323,60 @@ def test_a_deletion_comes_between_the_store_before_it_and_the_re_store_after_it(
         ("dicom.instance.deleted", instance),
         ("dicom.instance.stored", instance),
     ]
+
+
+def test_a_failing_first_read_at_start_up_never_replays_the_log(
+    orthanc_factory: OrthancFactory, rabbitmq: RabbitMQ, postgres: PostgresServer
+) -> None:
+    """Orthanc's index refuses the publisher's first reads at start-up (the change log's table
+    locked by another session, a lock timeout on the database): the start is retried, and once
+    the reads work the publisher goes on from its stored cursor, not from change 0."""
+    exchange = f"first-read-{uuid.uuid4().hex[:8]}"
+    config = rabbit_config(rabbitmq.url_for_orthanc, exchange, {"StoredInstance": True})
+    with postgres.database("first_read") as database:
+        config.update(
+            {"Plugins": [POSTGRESQL_INDEX_PLUGIN], "PostgreSQL": database.orthanc_section()}
+        )
+        with consume(rabbitmq.url, exchange, "dicom.#") as collector:
+            orthanc = orthanc_factory(["dicom-events"], config)
+            for _ in range(3):
+                orthanc.upload_file(instance_bytes(generate_uid(), generate_uid()))
+            published = collector.wait_for(3, timeout=15)
+            orthanc.stop()
+            collector.clear()
+
+            blocker = database.connect()
+            try:
+                blocker.run(f"ALTER DATABASE \"{database.name}\" SET lock_timeout = '200ms'")
+                blocker.run("BEGIN")
+                blocker.run("LOCK TABLE changes IN ACCESS EXCLUSIVE MODE")
+                orthanc.ready_statuses = {200, 503}
+                orthanc.start()
+                broker = wait_for_start_failure(orthanc)
+                assert broker["State"] == "failed", broker
+                assert "GET /changes" in broker["LastError"], broker  # the first read failed
+                blocker.run("COMMIT")
+            finally:
+                blocker.run(f'ALTER DATABASE "{database.name}" RESET lock_timeout')
+                blocker.close()
+            deadline = time.monotonic() + 30
+            while orthanc.client.get("/dicom-events/status").status_code != 200:
+                assert time.monotonic() < deadline, orthanc.log_tail(40)
+                time.sleep(0.2)
+            fresh = orthanc.upload_file(instance_bytes(generate_uid(), generate_uid()))
+            collector.wait_for(1, timeout=15)
+            received = collector.wait_quiet(2)
+            orthanc.stop()
+    assert [m.body["subject"] for m in received] == [fresh["ID"]]
+    last_before = max(m.body["orthancsequence"] for m in published)
+    assert received[0].body["orthancsequence"] > last_before
+
+
+def wait_for_start_failure(orthanc: Orthanc, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        broker = orthanc.client.get("/dicom-events/status").json()["Broker"]
+        if broker["StartFailures"] >= 1:
+            return dict(broker)
+        assert time.monotonic() < deadline, orthanc.log_tail(40)
+        time.sleep(0.1)
