@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -383,3 +384,39 @@ def test_reconstruct_after_adding_a_tag_and_restarting(start_orthanc: StartOrtha
 
 def _without_private(series: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in series.items() if key != "MainPrivateDicomTags"}
+
+
+def test_one_unreadable_instance_of_a_capture_batch_costs_only_itself_and_is_retried(
+    orthanc_factory: OrthancFactory, samples_dir: Path, tmp_path: Path
+) -> None:
+    storage = tmp_path / "storage"
+    settings = {
+        **configuration(samples_dir, ["QueueID"]),
+        "StorageDirectory": str(storage),
+        "IndexDirectory": str(storage),
+        "MaximumStorageCacheSize": 0,  # every read goes to the file
+    }
+    orthanc = orthanc_factory(["series-private-tags"], settings, entry="standalone")
+    files = [synthetic(new_series_uid(), {0x11: ("UT", f"q{n}")}) for n in range(8)]
+    # Stored together, so one capture batch (0.1 s window) holds them; the first one's file is
+    # moved away as soon as Orthanc has it, before the worker reads it.
+    with ThreadPoolExecutor(len(files)) as pool:
+        uploads = [pool.submit(orthanc.upload_file, data) for data in files]
+        broken = uploads[0].result()
+        file_uuid = orthanc.client.get_json(f"/instances/{broken['ID']}")["FileUuid"]
+        (path,) = storage.rglob(file_uuid)
+        aside = path.rename(tmp_path / "moved-away")
+        stored = [upload.result() for upload in uploads]
+    wait_until(
+        lambda: "1 instance(s) to capture again" in orthanc.log_text(),
+        timeout=CAPTURE_TIMEOUT,
+        what="the unreadable instance to be put back for later",
+        details=lambda: orthanc.log_tail(40),
+    )
+    assert private_tags(orthanc, broken["ParentSeries"]) == {}
+    aside.rename(path)  # readable again: the retry captures it
+    for n, answer in enumerate(stored):
+        assert wait_for_tags(orthanc, answer["ParentSeries"], "QueueID") == {"QueueID": f"q{n}"}
+    log = orthanc.log_text()
+    assert "not captured after" not in log
+    assert len(re.findall(r"instance\(s\) to capture again", log)) >= 1
