@@ -348,3 +348,52 @@ def test_the_publisher_killed_mid_burst_another_node_takes_over_losing_nothing(
     assert takeover < 10
     assert grouped  # the wait above saw every instance
     assert isinstance(cluster, OrthancCluster)
+
+
+def test_a_hung_publisher_loses_the_lock_when_its_session_idles_out(
+    cluster_factory: ClusterFactory, rabbitmq: RabbitMQ, tmp_path: Path
+) -> None:
+    exchange = f"cluster-{uuid.uuid4().hex[:8]}"
+    workload = Workload(tmp_path / "dicom", studies=2, series=1, per_series=20).make()
+    config = cluster_config(rabbitmq.url_for_orthanc, exchange)
+    config["DicomEvents"]["Cluster"]["IdleSessionTimeoutSeconds"] = 3
+    with consume(rabbitmq.url, exchange, "dicom.instance.*") as collector:
+        cluster = cluster_factory(
+            nodes=2, plugins=["dicom-events"], config=config, node_config=own_state
+        )
+        publisher = the_publisher(cluster.nodes)
+        other = next(node for node in cluster.nodes if node is not publisher)
+        half = len(workload.files) // 2
+        send_round_robin(cluster.nodes, workload.files[:half])
+        wait_until(
+            lambda: len(collector.messages) >= half, timeout=30, what="the first half published"
+        )
+        publisher.kill(signal.SIGSTOP)  # hangs: its connection stays open
+        try:
+            stopped_at = time.monotonic()
+            send_round_robin([other], workload.files[half:])
+            the_publisher([other], timeout=15)
+            takeover = time.monotonic() - stopped_at
+            wait_for_events(
+                collector,
+                lambda g: set(subjects(g["dicom.instance.stored"])) == set(workload.instances),
+                timeout=30,
+                what="a stored event for every instance",
+            )
+        finally:
+            publisher.kill(signal.SIGCONT)
+        # Awake again, it finds its session ended and stays standby.
+        wait_until(
+            lambda: status(publisher)["Cluster"]["Role"] == "standby",
+            timeout=15,
+            what="the old publisher to notice it lost the lock",
+        )
+        messages = collector.wait_quiet(2)
+    by_subject: dict[str, set[str]] = collections.defaultdict(set)
+    for message in messages:
+        by_subject[message.body["subject"]].add(message.body["id"])
+    assert set(by_subject) == set(workload.instances)
+    assert all(len(event_ids) == 1 for event_ids in by_subject.values())
+    assert publishers(cluster.nodes) == [other]
+    print(f"takeover {takeover:.2f} s after SIGSTOP (IdleSessionTimeoutSeconds 3)")
+    assert takeover < 3 + 1 + 2  # the idle timeout, one LockPollMs, a round

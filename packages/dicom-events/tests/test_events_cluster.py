@@ -4,6 +4,7 @@ each node's own deletions, no repeated or premature stable events."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -99,13 +100,18 @@ def test_without_the_key_or_disabled_there_is_no_cluster() -> None:
             {},
             "DicomEvents.Cluster.ClockToleranceSeconds: expected an integer from 0 to 1",
         ),
+        (
+            {"IdleSessionTimeoutSeconds": 2},
+            {},
+            "DicomEvents.Cluster.IdleSessionTimeoutSeconds: expected 0 (never) or at least three",
+        ),
     ],
 )
 def test_invalid_settings_name_the_key_and_the_value(
     cluster: Any, orthanc: dict[str, Any], message: str
 ) -> None:
     config = cluster_config(cluster, **orthanc)
-    with pytest.raises(ConfigurationError, match=message.replace("(", r"\(")) as raised:
+    with pytest.raises(ConfigurationError, match=re.escape(message)) as raised:
         parse(config)
     assert "value seen" in str(raised.value)
 
@@ -134,6 +140,8 @@ class FakeServer:
         self.holder: FakeSession | None = None
         self.state: dict[str, str] = {}
         self.parents: dict[str, tuple[str, int]] = {}
+        self.statements: list[str] = []
+        self.old_server = False  # before PostgreSQL 14
         self.refuse_connections = False
 
 
@@ -145,6 +153,9 @@ class FakeSession:
     def run(self, sql: str, **params: Any) -> list[list[Any]]:
         if not self.alive:
             raise ConnectionError("server closed the connection")
+        self.server.statements.append(sql)
+        if sql.startswith("SET idle_session_timeout") and self.server.old_server:
+            raise ValueError('unrecognized configuration parameter "idle_session_timeout"')
         if "pg_try_advisory_lock" in sql:
             if self.server.holder is None or not self.server.holder.alive:
                 self.server.holder = self
@@ -205,6 +216,18 @@ def test_one_session_holds_the_lock_and_a_dead_one_frees_it() -> None:
     assert second.acquire()
     second.release()
     assert first.acquire()
+
+
+def test_the_session_idles_out_when_its_holder_hangs() -> None:
+    server = FakeServer()
+    lock = AdvisoryLock(_cluster(), FakeDriver(server))
+    assert lock.acquire()
+    assert server.statements[0] == "SET idle_session_timeout = 30000"
+    old = FakeServer()
+    old.old_server = True
+    before_14 = AdvisoryLock(_cluster(), FakeDriver(old))
+    assert before_14.acquire()  # the lock works, only a hung holder keeps it
+    assert not before_14.idle_timeout_supported
 
 
 def test_an_unreachable_server_means_not_held_and_a_new_try_later() -> None:

@@ -99,6 +99,9 @@ class ClusterConfig:
     lock_poll_ms: int = 1000
     connect_timeout_seconds: int = 5
     stable_age_seconds: int = 60  # Orthanc's StableAge, the same on every node
+    # The server ends a lock session idle this long (PostgreSQL 14+): a publisher that hangs
+    # without dying (its connection open) loses the lock then. 0: never.
+    idle_session_timeout_seconds: int = 30
     clock_tolerance_seconds: int = 1
 
 
@@ -146,7 +149,14 @@ _SECTION_KEYS = frozenset(
 )
 DEFAULT_LOCK_KEY = 0x44494345
 _CLUSTER_KEYS = frozenset(
-    {"Enabled", "LockKey", "LockPollMs", "ConnectTimeoutSeconds", "ClockToleranceSeconds"}
+    {
+        "Enabled",
+        "LockKey",
+        "LockPollMs",
+        "ConnectTimeoutSeconds",
+        "ClockToleranceSeconds",
+        "IdleSessionTimeoutSeconds",
+    }
 )
 _EVENT_KEYS = frozenset(
     {
@@ -239,6 +249,15 @@ def _parse_cluster(raw: object, orthanc_config: Mapping[str, Any]) -> ClusterCon
         0,
         max(0, stable_age - 1),
     )
+    idle = config_int(
+        section.get("IdleSessionTimeoutSeconds", 30), f"{path}.IdleSessionTimeoutSeconds", 0, 86_400
+    )
+    if idle and idle * 1000 < 3 * poll:
+        raise ConfigurationError(
+            f"{path}.IdleSessionTimeoutSeconds",
+            idle,
+            "expected 0 (never) or at least three times LockPollMs",
+        )
     connection = _postgres_connection(postgres)
     return ClusterConfig(
         **connection,
@@ -247,6 +266,7 @@ def _parse_cluster(raw: object, orthanc_config: Mapping[str, Any]) -> ClusterCon
         connect_timeout_seconds=timeout,
         stable_age_seconds=stable_age,
         clock_tolerance_seconds=tolerance,
+        idle_session_timeout_seconds=idle,
     )
 
 

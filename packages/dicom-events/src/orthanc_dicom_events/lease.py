@@ -106,6 +106,7 @@ class AdvisoryLock:
         self._held = False
         self._table_ready = False
         self.last_error: str | None = None
+        self.idle_timeout_supported = True
 
     def describe(self) -> str:
         c = self._config
@@ -177,7 +178,7 @@ class AdvisoryLock:
 
     def _connect(self) -> Any:
         c = self._config
-        return self._driver.Connection(
+        connection = self._driver.Connection(
             c.username,
             host=c.host,
             port=c.port,
@@ -188,6 +189,16 @@ class AdvisoryLock:
             tcp_keepalive=True,
             application_name=APPLICATION_NAME,
         )
+        if c.idle_session_timeout_seconds:
+            try:
+                # SET takes no parameters: the value is an integer from the configuration.
+                connection.run(
+                    f"SET idle_session_timeout = {int(c.idle_session_timeout_seconds)}000"
+                )
+            except Exception:
+                # Before PostgreSQL 14 there is no such setting: a hung holder keeps the lock.
+                self.idle_timeout_supported = False
+        return connection
 
     def _drop(self) -> None:
         self._held = False

@@ -63,6 +63,7 @@ class Batch:
     deletions: list[SpooledDeletion] = field(default_factory=list)
     more: bool = False
     dead: list[DeadLetter] = field(default_factory=list)  # given up on, kept on commit
+    from_log: bool = True  # holds changes of the log (a standby node's batch does not)
     waiting_seq: int | None = None  # the oldest change the throttle held once it was built
 
 
@@ -343,6 +344,8 @@ class EventWorker:
                 return
             try:
                 self._spool_notices(reader, spool)
+                if batch is not None and batch.from_log and not self.publishes_log:
+                    batch = None  # the lock was lost meanwhile: the log is another node's now
                 if batch is None and ahead is not None:
                     batch, ahead = ahead, None
                 if batch is None:
@@ -561,6 +564,7 @@ class EventWorker:
                 deletions=own,
                 more=len(own) >= self._page_size,
                 dead=list(builder.dead_letters),
+                from_log=False,
             )
         page = ch.parse_page(self._host.get(ch.changes_uri(position, self._page_size)))
         read_pos = page.changes[-1].seq if page.changes else max(position, page.last)
@@ -653,6 +657,9 @@ class EventWorker:
         self._report()
         if self._stopping.is_set():
             return  # the loop ends at once: no broker to flush to
+        if self._lock is not None and self.publishes_log and not self._lock.acquire():
+            # The round trip also keeps the lock's session from idling out during the wait.
+            self._lost_lock()
         # A stop request ends the wait early; deletions seen meanwhile go to disk at once.
         end = self._clock() + delay
         while not self._stopping.wait(min(NOTICE_SPOOL_SECONDS, max(0.0, end - self._clock()))):
