@@ -315,3 +315,23 @@ def test_an_instance_that_never_reads_is_given_up_with_a_pointer_to_reconstruct(
     errors = fake.log_messages("error")
     assert any("not captured after 5 attempts" in e and "reconstruct" in e for e in errors)
     assert plugin.worker.pending_changes() == 0
+
+
+def test_later_instances_of_a_complete_series_cost_no_call_at_all(
+    orthanc_and_plugin: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, plugin = orthanc_and_plugin
+    tags = {0x11: ("UT", "q"), 0x12: ("LO", "s"), 0x13: ("CS", "Y")}
+    ingest(fake, plugin, *[instance("1.9.50", f"1.9.50.{n}", tags) for n in range(1, 3)])
+    posts: list[str] = []
+    real_post = fake.RestApiPost
+    monkeypatch.setattr(fake, "RestApiPost", lambda u, b: posts.append(u) or real_post(u, b))
+    gets = record_gets(fake, monkeypatch)
+    skipped = plugin.worker.skipped_instances
+    # Orthanc signals each instance's series right after it: that is enough to skip them.
+    ingest(fake, plugin, *[instance("1.9.50", f"1.9.50.{n}", tags) for n in range(3, 9)])
+    assert posts == [] and gets == []
+    assert plugin.worker.skipped_instances == skipped + 6
+    # An instance of another series is still looked up and read.
+    ingest(fake, plugin, instance("1.9.51", "1.9.51.1", tags))
+    assert posts == ["/tools/bulk-content"]

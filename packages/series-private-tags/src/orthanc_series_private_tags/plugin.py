@@ -51,14 +51,23 @@ class SeriesPrivateTagsPlugin:
             self.host, self.store, self.reconstruction, self.worker.wake, self.shared_run
         )
         self._kinds = self.host.constants
+        self._last_instance: str | None = None  # the last NEW_INSTANCE, until its series comes
 
     def on_change(self, change_type: int, level: int, resource_id: str) -> None:
         """Orthanc's change callback: only enqueues, the worker thread does the work."""
         kinds = self._kinds
         if change_type == kinds.new_instance:
             self.worker.instance_stored(resource_id)
-        elif change_type == kinds.new_series:
-            self.store.created(resource_id)  # saves the worker a metadata read
+            self._last_instance = resource_id
+        elif change_type in (kinds.new_series, kinds.new_child_instance) and level == kinds.series:
+            if change_type == kinds.new_series:
+                self.store.created(resource_id)  # saves the worker a metadata read
+            if self._last_instance is not None:
+                # Orthanc signals an instance's series right after the instance (NEW_SERIES or
+                # NEW_CHILD_INSTANCE): the worker then needs no lookup to skip it when that
+                # series is complete.
+                self.worker.instance_in_series(self._last_instance, resource_id)
+                self._last_instance = None
         elif level == kinds.series and change_type == kinds.deleted:
             self.worker.series_deleted(resource_id)
         elif level == kinds.series and change_type == kinds.updated_metadata:

@@ -76,6 +76,10 @@ class SeriesTagStore:
                 self._entries.setdefault(series_id, entry)
         return entry
 
+    def mirrored_entry(self, series_id: str) -> SeriesEntry | None:
+        """The series' entry if mirrored, without asking Orthanc."""
+        return self._entries.get(series_id)
+
     def refresh(self, series_id: str) -> SeriesEntry:
         """Re-read one series from Orthanc (its metadata may have been changed by someone else)."""
         with self._lock:

@@ -37,6 +37,8 @@ BULK_CONTENT = "/tools/bulk-content"
 # An instance Orthanc could not serve (a transient error, a file missing from the storage) is tried
 # again later, alone, this many times in all; a batch never fails as a whole.
 CAPTURE_ATTEMPTS = 5
+# Series of new instances as Orthanc signalled them, kept until the capture looks (bounded).
+SERIES_HINTS = 100_000
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
 # On a shared index, how often the change log is read for metadata other nodes wrote: the most a
@@ -94,6 +96,7 @@ class Worker:
         self.captured_instances = 0
         self.skipped_instances = 0
         self._bulk_supported = True
+        self._series_hints: dict[str, str] = {}  # new instance -> its series, as signalled
         self._log_position: int | None = None  # in the shared change log (shared index only)
         self._shared_index = shared_index
         self._shared_run = shared_run
@@ -103,6 +106,13 @@ class Worker:
 
     def instance_stored(self, instance_id: str) -> None:
         self._push(_Change(Event.INSTANCE_STORED, instance_id))
+
+    def instance_in_series(self, instance_id: str, series_id: str) -> None:
+        """The series Orthanc signalled for a new instance (a hint: no lookup to skip it)."""
+        with self._wakeup:
+            self._series_hints[instance_id] = series_id
+            while len(self._series_hints) > SERIES_HINTS:
+                del self._series_hints[next(iter(self._series_hints))]
 
     def series_deleted(self, series_id: str) -> None:
         self._push(_Change(Event.SERIES_DELETED, series_id))
@@ -306,6 +316,9 @@ class Worker:
         What Orthanc cannot serve now is captured again later, instance by instance: one
         failing call never costs the rest of the batch.
         """
+        instance_ids = self._not_yet_complete(instance_ids)
+        if not instance_ids:
+            return
         try:
             instances = self._series_of(instance_ids)
         except HostError as error:
@@ -352,6 +365,21 @@ class Worker:
                 continue  # the series is gone: nothing to keep
             except HostError as error:
                 self._capture_later(read_for[series_id], error)
+
+    def _not_yet_complete(self, instance_ids: list[str]) -> list[str]:
+        """Leave out, with no call to Orthanc, the instances whose series (as Orthanc signalled
+        it) is known complete: in a long series, every instance after the first few."""
+        with self._wakeup:
+            hints = {i: self._series_hints.pop(i, None) for i in instance_ids}
+        remaining: list[str] = []
+        for instance_id in instance_ids:
+            series_id = hints[instance_id]
+            entry = self._store.mirrored_entry(series_id) if series_id is not None else None
+            if entry is not None and entry.complete:
+                self.skipped_instances += 1
+            else:
+                remaining.append(instance_id)
+        return remaining
 
     def _series_of(self, instance_ids: list[str]) -> list[_NewInstance]:
         """The instances still stored, with their series (and file), in the given order."""
