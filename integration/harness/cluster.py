@@ -32,6 +32,15 @@ def cluster_config(database: Database, storage: Path) -> dict[str, Any]:
     }
 
 
+def own_state(node_dir: Path, plugins: Sequence[str]) -> dict[str, Any]:
+    """What each node keeps for itself: its index folder (unused with PostgreSQL, but Orthanc
+    names it) and dicom-events' deletion spool (`DicomEvents.StateDirectory`)."""
+    state: dict[str, Any] = {"IndexDirectory": str(node_dir / "index")}
+    if "dicom-events" in plugins:
+        state["DicomEvents"] = {"StateDirectory": str(node_dir / "dicom-events-state")}
+    return state
+
+
 class OrthancCluster:
     """N nodes (default 2). `config` applies to all of them, `node_config(index, workdir)` to one
     (deep-merged in that order over the cluster's settings); `nodes[i]` is an `OrthancServer`."""
@@ -58,7 +67,9 @@ class OrthancCluster:
         self.nodes: list[OrthancServer] = []
         for index in range(nodes):
             node_dir = workdir / f"node-{index}"
-            own = dict(node_config(index, node_dir)) if node_config else {}
+            own = deep_merge(
+                own_state(node_dir, plugins), node_config(index, node_dir) if node_config else {}
+            )
             self.nodes.append(
                 OrthancServer(
                     node_dir,

@@ -35,6 +35,9 @@ def test_nodes_share_the_index_the_storage_and_the_change_log(
     assert first.http_port != second.http_port and first.dicom_port != second.dicom_port
     assert first.config["PostgreSQL"]["Database"] == second.config["PostgreSQL"]["Database"]
     assert first.config["PostgreSQL"]["Database"] in database_names(postgres)
+    assert first.config["PostgreSQL"]["Lock"] is False and first.config["CheckRevisions"] is True
+    assert first.config["StorageDirectory"] == second.config["StorageDirectory"]
+    assert first.config["IndexDirectory"] != second.config["IndexDirectory"]
     study, series, patient = generate_uid(), generate_uid(), f"CL-{uuid.uuid4().hex[:8]}"
 
     stored = first.upload_file(dicom(study, series, patient))
