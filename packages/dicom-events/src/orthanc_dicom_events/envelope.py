@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 CONTENT_TYPE = "application/cloudevents+json"
@@ -39,10 +40,15 @@ def spool_event_id(spool_identity: str, row: int) -> str:
 def orthanc_date_to_rfc3339(date: str) -> str:
     """Orthanc's `20240131T235959` (UTC) as `2024-01-31T23:59:59Z`."""
     try:
-        parsed = datetime.strptime(date, "%Y%m%dT%H%M%S")
+        return _rfc3339(date)
     except ValueError:
         return utc_now_rfc3339()
-    return parsed.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@lru_cache(maxsize=4096)
+def _rfc3339(date: str) -> str:
+    # strptime is slow, and a page of changes shares a handful of seconds: converted once each.
+    return datetime.strptime(date, "%Y%m%dT%H%M%S").strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def utc_now_rfc3339() -> str:
