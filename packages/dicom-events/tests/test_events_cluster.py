@@ -473,3 +473,19 @@ def test_the_lock_is_released_when_the_plugin_stops(
     assert server.holder is not None and server.holder.alive
     a.plugin.stop()
     assert not server.holder.alive
+
+
+def test_a_standby_node_tries_the_lock_every_lock_poll_without_changes(
+    nodes: tuple[FakeOrthanc, FakeServer, NodeFactory],
+) -> None:
+    fake, server, node = nodes
+    a = node("a")
+    fake.start()
+    wait_for(lambda: a.role == "publisher", what="a publishes")
+    b = node("b")
+    b.plugin.worker._poll_seconds = 30.0  # no change wakes it, no idle round for 30 s
+    wait_for(lambda: b.plugin.worker.ready.is_set(), what="b ready")
+    a.plugin.stop()
+    # LockPollMs is 50 here: b takes over at once although nothing happens in the log.
+    wait_for(lambda: b.role == "publisher", timeout=3, what="b takes over")
+    assert server.holder is not None and server.holder.alive

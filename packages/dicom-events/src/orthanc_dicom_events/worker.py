@@ -637,6 +637,9 @@ class EventWorker:
         due = builder.throttle.next_due_in()
         if due is not None:
             timeout = min(timeout, due)
+        if self._lock is not None and not self.publishes_log:
+            # A standby node tries the lock every LockPollMs, changes or not.
+            timeout = min(timeout, self._poll_lock_seconds())
         if self._wake.wait(timeout):
             self._wake.clear()
             # Changes come in bursts (four or five per stored instance): gathering them for a
