@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
 from thumbnail_testing import Thumbnails
 
 from orthanc_series_thumbnail.service import ThumbnailService
+from orthanc_series_thumbnail.worker import MOST_WAIT_SECONDS
 
 # What the worker calls on the service, by the kind of task.
 SERVICE_HANDLERS = {
@@ -99,3 +101,33 @@ def test_stop_is_bounded_and_idempotent(recorded: tuple[Thumbnails, Recorder]) -
     worker.stop()
     worker.stop()
     assert worker.pending() == 0
+
+
+def test_stable_series_work_waits_for_a_pause_in_orthancs_changes(
+    recorded: tuple[Thumbnails, Recorder],
+) -> None:
+    # Orthanc 1.12+ delivers queued changes before ORTHANC_STOPPED: the stable-series work,
+    # which writes to Orthanc, must not slow that down. It waits for a pause, bounded.
+    thumbnails, recorder = recorded
+    worker = thumbnails.plugin.worker
+    thumbnails.fake.start()
+    flowing = threading.Event()
+
+    def changes_keep_coming() -> None:
+        while not flowing.wait(0.005):
+            worker.note_change()
+
+    source = threading.Thread(target=changes_keep_coming)
+    worker.note_change()
+    source.start()
+    queued = time.monotonic()
+    worker.series_stable("s1")
+    time.sleep(MOST_WAIT_SECONDS / 2)
+    assert recorder.events == []  # changes still coming: not yet
+    flowing.set()
+    source.join()
+    assert worker.wait_idle(5)
+    waited = time.monotonic() - queued
+    thumbnails.fake.stop()
+    assert recorder.events == [("stable", "s1")]
+    assert MOST_WAIT_SECONDS / 2 <= waited < MOST_WAIT_SECONDS + 2  # bounded: work goes on

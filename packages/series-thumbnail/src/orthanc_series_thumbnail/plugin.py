@@ -43,6 +43,7 @@ class SeriesThumbnailPlugin:
 
     def on_change(self, change_type: int, level: int, resource_id: str) -> None:
         """Orthanc's change callback: only queues work, the worker thread does the REST calls."""
+        self.worker.note_change()
         kinds = self._kinds
         if change_type == kinds.orthanc_started:
             self.worker.start()

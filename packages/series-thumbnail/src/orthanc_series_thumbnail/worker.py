@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from enum import Enum
@@ -10,6 +11,12 @@ from enum import Enum
 from ._kit import BackgroundThread, OrthancHost
 
 _STOP_TIMEOUT_SECONDS = 5.0
+# The work for a stable series (choose, store the choice, pre-render) waits for a pause in
+# Orthanc's changes, at most this long per series. Orthanc 1.12+ (Python plugin 5+) delivers
+# changes from one queue and, on SIGTERM, delivers what is queued before ORTHANC_STOPPED; with
+# that work running alongside, 20,000 queued changes took 14-28 s to deliver, 3 s without it.
+QUIET_SECONDS = 0.05
+MOST_WAIT_SECONDS = 1.0
 
 
 class SeriesTask(Enum):
@@ -38,6 +45,11 @@ class ChangeWorker:
         self._condition = threading.Condition()
         self._thread = BackgroundThread(host, "series-thumbnail", self._run)
         self._busy = False
+        self._last_change = float("-inf")
+
+    def note_change(self) -> None:
+        """Orthanc signalled a change (the change callback's first step)."""
+        self._last_change = time.monotonic()
 
     def series_changed(self, series_id: str) -> None:
         # A change after "stable" means the series is unstable again: only the reset remains.
@@ -104,10 +116,21 @@ class ChangeWorker:
                 )
             if work is not None:
                 series_id, tasks = work
+                if SeriesTask.STABLE in tasks:
+                    self._wait_for_quiet(stopping)
                 for task in tasks:
                     self._guarded(
                         f"{task.value} series {series_id}", self._handlers[task], series_id
                     )
+
+    def _wait_for_quiet(self, stopping: threading.Event) -> None:
+        deadline = time.monotonic() + MOST_WAIT_SECONDS
+        while not stopping.is_set():
+            now = time.monotonic()
+            quiet_for = now - self._last_change
+            if quiet_for >= QUIET_SECONDS or now >= deadline:
+                return
+            stopping.wait(min(QUIET_SECONDS - quiet_for, deadline - now))
 
     def _guarded(self, what: str, action: Callable[[str], None], resource_id: str) -> None:
         try:
