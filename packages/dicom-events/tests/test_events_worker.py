@@ -478,6 +478,53 @@ def test_a_backlog_is_published_in_pipelined_pages(
     assert plugin.status()["Broker"]["Backlog"] == 0
 
 
+def test_a_page_built_ahead_is_built_again_when_a_deletion_came_meanwhile(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeOrthanc(base_config(), started=False)
+    reads: list[str] = []
+    real_get = fake.RestApiGet
+
+    def get(uri: str) -> bytes:
+        if uri.startswith("/changes?since"):
+            reads.append(uri)
+        return real_get(uri)
+
+    monkeypatch.setattr(fake, "RestApiGet", get)
+    log: list[str] = []
+    publisher = PipelinedPublisher(log)
+    publisher.down = True
+    fake, plugin, _ = setup(
+        fake=fake, publisher=publisher, StoredInstance=True, DeletedInstance=True
+    )
+    plugin.worker._page_size = 10
+    ids = _store(fake, 25)
+    wait_for(lambda: publisher.calls >= 1, what="a failed try")
+    real_send = publisher.send
+    deleted: list[str] = []
+
+    def send(events: Any) -> Callable[[], Any]:
+        confirmations = real_send(events)
+
+        def confirmed() -> Any:
+            if not deleted:  # noticed while this page is confirmed, the next one built
+                deleted.append(ids[-1])
+                fake.RestApiDelete(f"/instances/{ids[-1]}")
+                fake.deliver_pending_changes()
+            return confirmations()
+
+        return confirmed
+
+    monkeypatch.setattr(publisher, "send", send)
+    publisher.down = False
+    # The deleted instance is gone before its stored event was built: only its deletion goes.
+    wait_for(lambda: len(publisher.events) == 25, what="24 stored events and the deletion")
+    assert len(reads) > len(set(reads))  # a page read again: the one built ahead
+    envelopes = _envelopes(publisher)
+    assert [e["subject"] for e in envelopes if e["type"] == "dicom.instance.stored"] == ids[:-1]
+    assert envelopes[-1]["type"] == "dicom.instance.deleted"
+
+
 def test_without_bulk_content_each_instance_is_read_alone(
     setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:

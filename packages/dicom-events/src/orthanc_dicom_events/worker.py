@@ -123,6 +123,7 @@ class EventWorker:
         self._cursor_known = False
         self._spooler: Callable[[], None] | None = None  # spools notices, once the spool is open
         self._spool: Spool | None = None
+        self._notices_spooled = 0  # deletion notices put on disk since the start
         self._last_read: ch.Change | None = None  # the newest change read from the log
         # The log's end read by the first deletion of a burst, valid until another change comes.
         self._log_end_at_deletion: int | None = None
@@ -328,6 +329,7 @@ class EventWorker:
     ) -> None:
         batch: Batch | None = None
         ahead: Batch | None = None  # the next page, built while the broker confirmed this one
+        ahead_notices = 0  # deletions spooled when it was built
         while True:
             if self._stopping.is_set() and (
                 self._clock() >= self._deadline
@@ -347,7 +349,13 @@ class EventWorker:
                 if batch is not None and batch.from_log and not self.publishes_log:
                     batch = None  # the lock was lost meanwhile: the log is another node's now
                 if batch is None and ahead is not None:
-                    batch, ahead = ahead, None
+                    if self._notices_spooled != ahead_notices:
+                        # A deletion came while it waited: built again, it places the deletion
+                        # before any later re-store of the same instance.
+                        ahead = None
+                        self._rewind(builder)
+                    else:
+                        batch, ahead = ahead, None
                 if batch is None:
                     builder = self._take_role(reader, builder, spool)
                     batch = self._next_batch(builder, spool)
@@ -359,8 +367,12 @@ class EventWorker:
                     # A backlog: the next page is read and built while the broker stores this
                     # one; it is published only after this one is confirmed and committed.
                     confirmations = send(batch.events)
+                    # Deletions noticed meanwhile are spooled first, so that the next page
+                    # places them before a later re-store, as the loop's start does.
+                    self._spool_notices(reader, spool)
                     ahead = self._next_batch(builder, spool, read_pos=batch.read_pos)
                     self._spool_notices(reader, spool)
+                    ahead_notices = self._notices_spooled
                     refused = confirmations()
                 elif batch.events:
                     refused = publisher.publish(batch.events)
@@ -494,6 +506,7 @@ class EventWorker:
             with self._notices_lock:
                 self._notices[:0] = notices  # kept, in order, for the next try
             raise
+        self._notices_spooled += len(notices)
         self._status.update(spooled_deletions=spool.count())
         if self._lock is not None:
             with contextlib.suppress(Exception):  # rows left behind cost only space
