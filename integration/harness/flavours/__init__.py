@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -47,7 +48,7 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
 # Bump when build_rootfs or install_plugins_venv changes what it produces: caches are rebuilt.
 ROOTFS_RECIPE = 1
-VENV_RECIPE = 1
+VENV_RECIPE = 2
 
 ROOTFS_PACKAGES = (
     "orthanc",
@@ -663,6 +664,16 @@ def build_wheels(output: Path, repo_root: Path = REPO_ROOT) -> list[Path]:
     return wheels
 
 
+# Extras installed with a distribution's wheel: what several nodes on one PostgreSQL need.
+WHEEL_EXTRAS = {"orthanc_dicom_events": "cluster"}
+
+
+def with_extras(wheel: Path) -> str:
+    """The pip requirement for a wheel file, with its extras (`x.whl[cluster]`)."""
+    extra = WHEEL_EXTRAS.get(wheel.name.split("-", 1)[0])
+    return f"{wheel}[{extra}]" if extra else str(wheel)
+
+
 def host_ca_bundle() -> Path | None:
     """The certificates the host's pip trusts: PIP_CERT, else the system bundle."""
     for candidate in (os.environ.get("PIP_CERT", ""), "/etc/ssl/certs/ca-certificates.crt"):
@@ -703,7 +714,7 @@ def install_plugins_venv(rootfs: Path, python_abi: str, digest: str, log: Path) 
         script = (
             f"{python} -m venv {PLUGINS_VENV} && "
             f"{PLUGINS_VENV}/bin/pip install -q --no-cache-dir "
-            + " ".join(str(wheel) for wheel in wheels)
+            + " ".join(shlex.quote(with_extras(wheel)) for wheel in wheels)
         )
         try:
             run_chrooted(
