@@ -397,6 +397,34 @@ def write(name: str, results: dict[str, Any], output: Path | None = None) -> str
     return RENDERERS[name](results)
 
 
+def render_rest_calls(results: dict[str, Any]) -> str:
+    """Milliseconds per REST call as Orthanc's index grows (benchmarks/rest_calls)."""
+    names = {
+        "bulk_content_25": "`POST /tools/bulk-content`, 25 instances",
+        "instance_tags": "`GET /instances/{id}/tags`",
+        "series": "`GET /series/{id}`",
+        "put_series_metadata": "`PUT /series/{id}/metadata/...`",
+        "changes_100": "`GET /changes?limit=100`",
+    }
+    rows = results["rows"]
+    lines = [
+        f"{results['flavour']}: Orthanc {results['orthanc_version']}, ms per call (mean of"
+        f" {results['repeats']}, HTTP included) with this many instances stored.",
+        "",
+        "| call | " + " | ".join(f"{row['instances']:,}" for row in rows) + " | last / first |",
+        "|---|" + "---|" * (len(rows) + 1),
+    ]
+    for key, label in names.items():
+        cells = " | ".join(f"{row[key]:.2f}" for row in rows)
+        lines.append(f"| {label} | {cells} | {rows[-1][key] / rows[0][key]:.1f} |")
+    lines += ["", f"Command: `{results['command'].strip()}`"]
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS["rest_calls"] = render_rest_calls
+TITLES["rest_calls"] = "REST calls as Orthanc's index grows"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
