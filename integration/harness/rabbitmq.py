@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -299,19 +300,7 @@ class EventCollector:
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[ReceivedMessage]:
         """All messages received so far, once there are at least `count` of them."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while len(self._messages) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    summary = [(m.routing_key, m.body) for m in self._messages]
-                    raise TimeoutError(
-                        f"expected {count} message(s) from exchange {self.exchange!r} "
-                        f"(binding {self.binding_key!r}) within {timeout} s, got "
-                        f"{len(self._messages)}: {summary!r}"
-                    )
-                self._changed.wait(remaining)
-            return list(self._messages)
+        return self._wait(count, timeout, list, "message(s)")
 
     def wait_for_distinct(self, count: int, timeout: float = 10.0) -> list[ReceivedMessage]:
         """The first copy of each event id received, in order, once there are `count` ids.
@@ -319,18 +308,28 @@ class EventCollector:
         Delivery is at least once: a page published again after a failed confirm repeats events
         under their ids, and consumers deduplicate on the id, as this does.
         """
+        return self._wait(count, timeout, _first_of_each_id, "distinct event(s)")
+
+    def _wait(
+        self,
+        count: int,
+        timeout: float,
+        view: Callable[[list[ReceivedMessage]], list[ReceivedMessage]],
+        what: str,
+    ) -> list[ReceivedMessage]:
         deadline = time.monotonic() + timeout
         with self._changed:
-            while len(distinct := _first_of_each_id(self._messages)) < count:
+            while len(seen := view(self._messages)) < count:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     summary = [(m.routing_key, m.body) for m in self._messages]
                     raise TimeoutError(
-                        f"expected {count} distinct event(s) from exchange {self.exchange!r} "
-                        f"within {timeout} s, got {len(distinct)}: {summary!r}"
+                        f"expected {count} {what} from exchange {self.exchange!r} "
+                        f"(binding {self.binding_key!r}) within {timeout} s, got "
+                        f"{len(seen)}: {summary!r}"
                     )
                 self._changed.wait(remaining)
-            return distinct
+            return seen
 
     def wait_quiet(self, seconds: float) -> list[ReceivedMessage]:
         """Wait `seconds` and return every message received by then (to assert that none came)."""
