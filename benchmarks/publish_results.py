@@ -307,12 +307,75 @@ def render_ingest_cost(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_cluster(results: dict[str, Any]) -> str:
+    """Two Orthanc nodes on one PostgreSQL index against one node, measured side by side."""
+    labels = {"rest": "REST", "cstore": "C-STORE"}
+    lines = [
+        f"{results['flavour']}: Orthanc {results['orthanc_version']}, Python plugin"
+        f" {results['python_plugin_version']}, {results['postgresql']}; the three plugins on"
+        f" every node, dicom-events in cluster mode with every event on (RabbitMQ). Medians of"
+        f" {results['rounds']} alternating rounds (min-max); the ratio is the median of the"
+        f" per-round ratios, 2 nodes / 1 node.",
+        "",
+        "| figure | 1 node | 2 nodes | 2 nodes / 1 node |",
+        "|---|---|---|---|",
+    ]
+
+    def row(label: str, section: dict[str, Any], key: str, digits: int = 0) -> str:
+        cells = []
+        for name in ("1-node", "2-nodes"):
+            values = section[name][key]
+            cells.append(
+                f"{statistics.median(values):.{digits}f}"
+                f" ({min(values):.{digits}f}-{max(values):.{digits}f})"
+            )
+        return f"| {label} | {cells[0]} | {cells[1]} | {section['ratio'][key]:.2f} |"
+
+    for path, section in results["ingest"].items():
+        kind = f"ingest {labels.get(path, path)}, {results['instances']} instances round-robin"
+        lines += [
+            row(f"{kind}: inst/s", section, "rate"),
+            row(f"{kind}: Orthanc CPU ms / 1,000 inst (all nodes)", section, "cpu_ms_per_1000"),
+            row(f"{kind}: PostgreSQL CPU ms / 1,000 inst", section, "postgres_cpu_ms_per_1000"),
+        ]
+    if "idle" in results:
+        lines.append(
+            row("idle nodes: Orthanc CPU ms / s (all nodes)", results["idle"], "idle_cpu_ms_per_s")
+        )
+    catch_up = results["catch_up"]
+    events = statistics.median(catch_up["1-node"]["events"] + catch_up["2-nodes"]["events"])
+    lines += [
+        row(f"catch-up of {events:.0f} events: published events/s", catch_up, "events_per_second"),
+        row("catch-up: consumed events/s", catch_up, "consumed_events_per_second"),
+    ]
+    load = results["machine_load"]
+    measured = results["measured"]
+    lines += [
+        "",
+        f"Ingest: {results['clients']} clients in all (REST threads or storescu associations),"
+        f" instance or association i through node i mod n; CPU from the first upload until every"
+        f" node is idle after the stable age ({results['stable_age']} s). Catch-up: the nodes"
+        f" cut off from RabbitMQ (the broker kept running) while"
+        f" {results['catch_up_instances']} instances are stored round-robin and until every"
+        f" node is idle again, then the publishing node timed from its first publish until its"
+        f" backlog is 0, and until a consumer has every event.",
+        "",
+        f"Machine: {load['cores']} cores, load average {load['before']} before and"
+        f" {load['after']} after; busy CPU of every other process (the clients, RabbitMQ and other"
+        f" work on the machine) during the ingest windows:"
+        f" {load['others_cpu_share']} of the machine. Measured {measured['at']} at commit"
+        f" {measured['commit']}: `{results['command']}`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS: dict[str, Renderer] = {
     "dicom_events": render_dicom_events,
     "series_private_tags": render_series_private_tags,
     "series_thumbnail": render_series_thumbnail,
     "ingest_attribution": render_ingest_attribution,
     "ingest_cost": render_ingest_cost,
+    "cluster": render_cluster,
 }
 TITLES = {
     "dicom_events": "orthanc-dicom-events benchmark",
@@ -320,6 +383,7 @@ TITLES = {
     "series_thumbnail": "series-thumbnail benchmark",
     "ingest_attribution": "Where ingest time goes",
     "ingest_cost": "Orthanc CPU per stored instance",
+    "cluster": "Two Orthanc nodes on one PostgreSQL against one",
 }
 HEADER = "<!-- generated from results.json by benchmarks/publish_results.py: do not edit -->\n"
 
