@@ -34,15 +34,12 @@ generated from it by benchmarks/publish_results.py).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shlex
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -75,9 +72,10 @@ from benchmarks.ingest_cost.bench import (
 from benchmarks.publish_results import write
 from integration.harness import flavours
 from integration.harness.cluster import OrthancCluster
+from integration.harness.gate import TcpGate
 from integration.harness.orthanc import OrthancServer
 from integration.harness.postgres import Database, PostgresServer, open_server
-from integration.harness.processes import free_port, wait_until
+from integration.harness.processes import wait_until
 from integration.harness.rabbitmq import PrivateRabbitMQNode, consume
 
 STABLE_AGE = 2
@@ -87,80 +85,6 @@ SOURCE = "orthanc://bench-cluster"
 
 
 # -- holding the publisher back -------------------------------------------------------------
-
-
-class BrokerGate:
-    """A TCP relay on 127.0.0.1 between the nodes and RabbitMQ that can be cut and reopened.
-
-    Cut, it drops the nodes' connections and refuses new ones, so the publisher falls behind
-    while the broker itself keeps running, warm: a broker restarted for the outage would still
-    be busy with its start-up when the backlog is timed. The consumer connects to the broker
-    directly and never notices.
-    """
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = free_port()
-        self._open = threading.Event()
-        self._open.set()
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        self._listener = socket.create_server(("127.0.0.1", self.port))
-        self._thread = threading.Thread(target=self._accept, name="broker-gate", daemon=True)
-        self._thread.start()
-
-    def url(self, broker: PrivateRabbitMQNode) -> str:
-        return broker.url.replace(f":{self.target_port}/", f":{self.port}/")
-
-    def cut(self) -> None:
-        self._open.clear()
-        with self._lock:
-            sockets, self._sockets = self._sockets, []
-        for each in sockets:
-            with contextlib.suppress(OSError):
-                each.shutdown(socket.SHUT_RDWR)
-            each.close()
-
-    def reopen(self) -> None:
-        self._open.set()
-
-    def close(self) -> None:
-        self.cut()
-        self._listener.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return  # closed
-            if not self._open.is_set():
-                client.close()
-                continue
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            for each in (client, upstream):
-                each.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                self._sockets += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while chunk := source.recv(65536):
-                sink.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            for each in (source, sink):
-                with contextlib.suppress(OSError):
-                    each.shutdown(socket.SHUT_RDWR)
 
 
 # -- clusters --------------------------------------------------------------------------------
@@ -308,7 +232,7 @@ def measure_ingest(
 
 
 def measure_catch_up(
-    cluster: OrthancCluster, broker: PrivateRabbitMQNode, gate: BrokerGate, name: str, count: int
+    cluster: OrthancCluster, broker: PrivateRabbitMQNode, gate: TcpGate, name: str, count: int
 ) -> dict[str, float]:
     node = publisher(cluster)
     with consume(broker.url, exchange_of(name), "#") as collector:
@@ -384,13 +308,13 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         workdir = Path(temp)
         broker = PrivateRabbitMQNode(workdir / "rabbitmq")
         broker.start()
-        gate = BrokerGate(broker.port)
+        gate = TcpGate(broker.port)
         try:
             for name, nodes in CONFIGURATIONS.items():
                 bind_sink(broker.url, exchange_of(name))
                 databases[name] = postgres.create_database("bench_cluster")
                 clusters[name] = make_cluster(
-                    name, nodes, workdir, databases[name], broker, gate.url(broker)
+                    name, nodes, workdir, databases[name], broker, gate.url(broker.url)
                 )
                 clusters[name].start()
             server = server_name(postgres, databases["1-node"])

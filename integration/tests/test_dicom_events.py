@@ -8,12 +8,14 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
 from pydicom.uid import generate_uid
 
 from integration.conftest import OrthancFactory
+from integration.harness.gate import TcpGate
 from integration.harness.interfaces import Orthanc, RabbitMQ, SnsEmulator
 from integration.harness.processes import free_port
 from integration.harness.rabbitmq import EventCollector, consume
@@ -398,26 +400,27 @@ def test_rabbitmq_outage_of_30_seconds_loses_nothing(
 
 
 @pytest.mark.slow
-def test_sns_outage_loses_nothing(
-    orthanc_factory: OrthancFactory, interruptible_sns: SnsEmulator
-) -> None:
-    sns = interruptible_sns
+def test_sns_outage_loses_nothing(orthanc_factory: OrthancFactory, sns: SnsEmulator) -> None:
+    # SNS drops what is published while no subscription exists: the outage is a cut between
+    # Orthanc and the emulator, which keeps its topic and the test's subscription meanwhile.
     name = f"outage-{uuid.uuid4().hex[:8]}"
     topic = sns.create_topic(name, fifo=True)
-    orthanc = orthanc_factory(
-        plugins=["dicom-events"],
-        config=sns_config(sns, topic, {"StoredInstance": True}),
-        env=sns.env,
-    )
-    sns.stop()
-    ids = store_in_three_series(orthanc, 300)
-    time.sleep(5)
-    sns.start()
-    # The emulator's state went with it: the same name gives the same ARN.
-    assert sns.create_topic(name, fifo=True) == topic
     reader = sns.subscribe_queue(topic, raw=True)
-    received = reader.receive(300, timeout=120)
-    received += reader.receive_for(2)
+    with TcpGate(
+        urlsplit(sns.endpoint_url).port or 80, urlsplit(sns.endpoint_url).hostname or ""
+    ) as gate:
+        config = sns_config(sns, topic, {"StoredInstance": True})
+        config["DicomEvents"]["Broker"]["SNSConfig"]["EndpointUrl"] = gate.url(
+            sns.endpoint_url_for_orthanc
+        )
+        orthanc = orthanc_factory(plugins=["dicom-events"], config=config, env=sns.env)
+        gate.cut()
+        ids = store_in_three_series(orthanc, 300)
+        time.sleep(5)
+        assert reader.receive_for(1) == []  # nothing got through the cut
+        gate.reopen()
+        received = reader.receive(300, timeout=120)
+        received += reader.receive_for(2)
     envelopes = [m.message for m in received]
     assert {e["subject"] for e in envelopes} == set(ids)
     assert_per_series_order(envelopes)
