@@ -425,12 +425,13 @@ JSON_MIME = "application/json"
 
 
 def relabel_error_body(response: Response, label: str) -> None:
-    """Read the one label Orthanc gives error bodies (1.12.2+: text/plain) as the document's JSON.
+    """Read the one label Orthanc gives a body sent with a status other than 200 (1.12.2+:
+    text/plain: errors, a 202) as the document's JSON.
 
     Only an answer carrying exactly that one label is relabelled: two `Content-Type` headers
     still fail the document's check. The body itself is judged as JSON either way.
     """
-    if response.status_code >= 400 and response.headers.get("content-type") == [label]:
+    if response.status_code != 200 and response.headers.get("content-type") == [label]:
         response.headers["content-type"] = [JSON_MIME]
 
 
