@@ -30,8 +30,7 @@ def python_plugin_version(log: str) -> str | None:
 
 def crashed_once_finalized(status: int | None, log: str) -> bool:
     """A crash status, and Orthanc's last log line is the Python plugin's finalization."""
-    lines = [line for line in log.splitlines() if line.strip()]
-    orthanc_lines = [line for line in lines if re.match(r"^[IWE]\d{4} ", line)]
+    orthanc_lines = [line for line in log.splitlines() if re.match(r"^[IWE]\d{4} ", line)]
     return status in _CRASHES and bool(orthanc_lines) and _FINALIZING in orthanc_lines[-1]
 
 

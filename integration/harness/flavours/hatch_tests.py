@@ -69,7 +69,7 @@ def ensure_hatch(rootfs: Path, python_abi: str) -> None:
     stamp.write_text(json.dumps({"requirement": requirement}) + "\n")
 
 
-def hatch_test(flavour: str, packages: Sequence[Path], extra: Sequence[str] = ()) -> int:
+def hatch_test(flavour: str, packages: Sequence[Path]) -> int:
     """Run each package's `hatch test` on the flavour's Python; the first failing status."""
     rootfs = ensure_rootfs(flavour)
     built = read_rootfs_stamp(flavour)
@@ -94,7 +94,7 @@ def hatch_test(flavour: str, packages: Sequence[Path], extra: Sequence[str] = ()
         if not (folder / "pyproject.toml").is_file():
             raise HarnessError(f"{package} holds no pyproject.toml")
         test = f"hatch env prune && hatch test --python {python_abi} --randomize -q"
-        argv = ["/bin/sh", "-c", " ".join([test, *extra])]
+        argv = ["/bin/sh", "-c", test]
         command = chroot_command(rootfs, argv, shared=shared, binds=binds, cwd=folder)
         print(
             f"harness: {flavour}: hatch test of {folder.name} on Python {python_abi}",
