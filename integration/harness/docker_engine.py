@@ -42,10 +42,12 @@ SHUTDOWN_TIMEOUT = 45.0
 # the plugin discovery folder, and containerd's shim socket folder.
 STRAY_PATHS = (Path("/etc/docker/key.json"), Path("/run/docker"), Path("/run/containerd"))
 # Read-only commands whose output is the host's firewall and forwarding state. Both iptables
-# back ends: a rule may land in either.
+# back ends: a rule may land in either. The legacy ones are read first: on a host that never
+# used them, reading makes the kernel create their (empty) tables, after which iptables-nft
+# notes that legacy tables exist; read in this order, both snapshots carry the same note.
 FIREWALL_COMMANDS: tuple[tuple[str, ...], ...] = tuple(
     (binary, "-t", table, "-S")
-    for binary in ("iptables-nft", "iptables-legacy", "ip6tables-nft", "ip6tables-legacy")
+    for binary in ("iptables-legacy", "iptables-nft", "ip6tables-legacy", "ip6tables-nft")
     for table in ("filter", "nat")
 )
 FORWARDING_SYSCTLS = (

@@ -63,6 +63,10 @@ def test_the_firewall_state_covers_both_iptables_back_ends_and_forwarding() -> N
     for binary in ("iptables-nft", "iptables-legacy", "ip6tables-nft", "ip6tables-legacy"):
         assert f"{binary} -t filter -S" in commands
         assert f"{binary} -t nat -S" in commands
+    # Reading a legacy table first creates it: read after, iptables-nft would note it only then.
+    order = [argv[0] for argv in docker_engine.FIREWALL_COMMANDS]
+    assert order.index("iptables-legacy") < order.index("iptables-nft")
+    assert order.index("ip6tables-legacy") < order.index("ip6tables-nft")
     assert "/proc/sys/net/ipv4/ip_forward" in docker_engine.FORWARDING_SYSCTLS
     state = docker_engine.firewall_state()
     assert "/proc/sys/net/ipv4/ip_forward = " in state
