@@ -286,6 +286,18 @@ def test_user_metadata_index() -> None:
         kit.user_metadata_index({"UserMetadata": {"Mine": 12}}, "Mine", 2000)
 
 
+def test_user_content_type_index() -> None:
+    declared = {"UserContentType": {"Mine": 2001, "Typed": [2002, "image/jpeg"], "Bad": [1, 2]}}
+    assert kit.user_content_type_index(declared, "Mine") == 2001
+    assert kit.user_content_type_index(declared, "Typed") == 2002
+    assert kit.user_content_type_index(declared, "Other") is None
+    assert kit.user_content_type_index({}, "Mine") is None
+    with pytest.raises(kit.ConfigurationError, match=r"UserContentType\.Bad: expected an index"):
+        kit.user_content_type_index(declared, "Bad")
+    with pytest.raises(kit.ConfigurationError, match=r"UserContentType\.Low: .*1024 to 65535"):
+        kit.user_content_type_index({"UserContentType": {"Low": [3, "a/b"]}}, "Low")
+
+
 # --------------------------------------------------------------------------- generated copies
 
 

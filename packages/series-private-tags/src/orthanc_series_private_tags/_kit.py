@@ -122,6 +122,23 @@ def user_metadata_index(orthanc_config: Mapping[str, Any], name: str, example: i
     return config_int(declared[name], path, 1024, 65535)
 
 
+def user_content_type_index(orthanc_config: Mapping[str, Any], name: str) -> int | None:
+    """The index `UserContentType` gives the attachment `name`, None when it is not declared.
+
+    Orthanc takes an index or `[index, "mime/type"]`; user attachments are 1024 to 65535.
+    """
+    declared = orthanc_config.get("UserContentType")
+    if not isinstance(declared, Mapping) or name not in declared:
+        return None
+    path = f"UserContentType.{name}"
+    value = declared[name]
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[1], str):
+        value = value[0]
+    elif isinstance(value, list):
+        raise ConfigurationError(path, declared[name], 'expected an index or [index, "mime/type"]')
+    return config_int(value, path, 1024, 65535)
+
+
 # ------------------------------------------------------------------------------ Orthanc constants
 
 
@@ -303,6 +320,10 @@ class OrthancHost:
             self.delete(uri)
             return
         self._with_revision("DELETE", uri, None)
+
+    # An attachment (`/{level}/{id}/attachments/{name}`) carries revisions as metadata does.
+    put_attachment = put_metadata
+    delete_attachment = delete_metadata
 
     def _checks_revisions(self) -> bool:
         if self._revisions is None:

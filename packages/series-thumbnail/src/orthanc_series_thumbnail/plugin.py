@@ -39,6 +39,7 @@ class SeriesThumbnailPlugin:
             on_stable=self.service.prepare,
             on_instance_deleted=self.service.instance_deleted,
         )
+        self.service.store_later = self.worker.series_stable
         self._kinds = self.host.constants
 
     def on_change(self, change_type: int, level: int, resource_id: str) -> None:
@@ -79,6 +80,12 @@ class SeriesThumbnailPlugin:
             "MaxAgeSeconds": self.config.max_age_seconds,
             "PrerenderOnStable": self.config.prerender_on_stable,
             "Cache": self.service.cache.stats(),
+            "Renderings": self.service.renderings(),
+            "Attachment": (
+                self.service.attachments.stats()
+                if self.service.attachments is not None
+                else {"Enabled": False}
+            ),
             "PendingChanges": self.worker.pending(),
         }
 

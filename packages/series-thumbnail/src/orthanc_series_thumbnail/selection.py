@@ -129,18 +129,23 @@ class ThumbnailSelector:
         with self._lock:
             return series_id in self._memo or series_id not in self._cleared
 
-    def forget(self, series_id: str, clear_metadata: bool) -> None:
-        """Drop what is known about a series (it changed or was deleted)."""
+    def forget(self, series_id: str, clear_metadata: bool) -> bool:
+        """Drop what is known about a series (it changed or was deleted).
+
+        True when the stored choice was cleared; False when there was nothing to clear (not
+        asked, a new series, or already cleared since the series last had a choice stored).
+        """
         with self._lock:
             self._drop(series_id)
             if not clear_metadata or series_id in self._cleared:
-                return
+                return False
             self._cleared[series_id] = None
             while len(self._cleared) > _MEMO_ENTRIES:
                 self._cleared.popitem(last=False)
         # Nothing stored, or the series is gone: both fine.
         with contextlib.suppress(HostError):
             self._host.delete_metadata(self._metadata_uri.format(quote_id(series_id)))
+        return True
 
     def forget_choice_of(self, instance_id: str) -> None:
         """Forget the memo of the series showing this instance (its file changed), if any."""

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 
 from ._kit import OrthancHost, Response, error_response, method_not_allowed
+from .attachment import AttachmentStore
 from .cache import RenderCache, Rendered
 from .config import SeriesThumbnailConfig
 from .http_rules import BadRequest, cache_control, etag, matches_if_none_match, parse_query
 from .ordering import Choice
 from .rendering import MIME_TYPES, ImageFormat, NotDisplayable, RenderSpec, render
-from .selection import ThumbnailSelector, UnknownSeries
+from .selection import SeriesState, ThumbnailSelector, UnknownSeries
 
 
 class ThumbnailService:
@@ -25,6 +27,15 @@ class ThumbnailService:
             host, config.metadata_name, read_back=not config.shared_index
         )
         self.cache = RenderCache(config.cache_megabytes * 1024 * 1024)
+        self.attachments = (
+            AttachmentStore(host, config.attachment_name, config.attachment_index)
+            if config.attachment_name is not None and config.attachment_index is not None
+            else None
+        )
+        # Asks the worker to store a stable series' default thumbnail (set by the plugin).
+        self.store_later: Callable[[str], None] = lambda series_id: None
+        self._renderings = 0
+        self._count_lock = threading.Lock()
 
     def handle(
         self, method: str, series_id: str, get: Mapping[str, str], headers: Mapping[str, str]
@@ -49,7 +60,8 @@ class ThumbnailService:
         except BadRequest as error:
             return _error(HTTPStatus.BAD_REQUEST, str(error), series_id)
         try:
-            choice = self.selector.choose(self.selector.series_state(series_id))
+            state = self.selector.series_state(series_id)
+            choice = self.selector.choose(state)
         except UnknownSeries:
             return _error(HTTPStatus.NOT_FOUND, "unknown series", series_id)
         spec = self._spec(choice, query.size, query.image_format)
@@ -58,37 +70,58 @@ class ThumbnailService:
         caching["Vary"] = "Accept"
         if matches_if_none_match(headers.get("if-none-match"), validator):
             return Response(HTTPStatus.NOT_MODIFIED, headers=caching)
-        rendered = self.rendered(spec)
+        rendered = self.rendered(spec, series_id)
+        self._store_if_missing(state, spec, rendered)
         if rendered.body is None:
             return _error(
                 HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"no thumbnail: {rendered.refusal}", series_id
             )
         return Response(HTTPStatus.OK, rendered.body, MIME_TYPES[spec.image_format], caching)
 
-    def rendered(self, spec: RenderSpec) -> Rendered:
-        """The cached thumbnail, rendered now on a miss."""
+    def rendered(self, spec: RenderSpec, series_id: str | None = None) -> Rendered:
+        """The cached thumbnail; else the series' stored one (default size and format only);
+        else rendered now."""
         cached = self.cache.get(spec)
         if cached is not None:
             return cached
-        try:
-            result = Rendered(body=render(self._host, spec))
-        except NotDisplayable as reason:
-            result = Rendered(refusal=str(reason))
+        stored = self._stored(series_id, spec)
+        if stored is not None:
+            result = Rendered(body=stored)
+        else:
+            with self._count_lock:
+                self._renderings += 1
+            try:
+                result = Rendered(body=render(self._host, spec))
+            except NotDisplayable as reason:
+                result = Rendered(refusal=str(reason))
         self.cache.put(spec, result)
         return result
 
+    def renderings(self) -> int:
+        """How many thumbnails this process rendered (neither cached nor stored)."""
+        with self._count_lock:
+            return self._renderings
+
     def prepare(self, series_id: str) -> None:
-        """For a stable series: store its choice and render the default thumbnail ahead of time."""
+        """For a stable series: store its choice, render the default thumbnail ahead of time and
+        store it as the series' attachment."""
         try:
-            choice = self.selector.choose(self.selector.series_state(series_id))
+            state = self.selector.series_state(series_id)
+            choice = self.selector.choose(state)
         except UnknownSeries:
             return  # deleted meanwhile
+        spec = self._spec(choice, self._config.default_size, "jpeg")
         if self._config.prerender_on_stable:
-            self.rendered(self._spec(choice, self._config.default_size, "jpeg"))
+            rendered: Rendered | None = self.rendered(spec, series_id)
+        else:
+            rendered = self.cache.get(spec)  # what a request rendered
+        if self.attachments is not None and state.stable and rendered and rendered.body:
+            self.attachments.save(series_id, _key(spec), rendered.body)
 
     def series_changed(self, series_id: str) -> None:
         """A series gained or lost instances (or was deleted): choose again next time."""
-        self.selector.forget(series_id, clear_metadata=True)
+        if self.selector.forget(series_id, clear_metadata=True) and self.attachments is not None:
+            self.attachments.remove(series_id)
 
     def instance_stored(self, instance_id: str) -> None:
         """A stored instance; its ID seen before means it was overwritten with other pixels."""
@@ -100,7 +133,29 @@ class ThumbnailService:
         self.cache.forget_instance(instance_id)
         series_id = self.selector.series_of_chosen_instance(instance_id)
         if series_id is not None:
-            self.selector.forget(series_id, clear_metadata=True)
+            self.series_changed(series_id)
+
+    def _persisted(self, spec: RenderSpec) -> bool:
+        """Only the default thumbnail is stored as an attachment; other sizes and PNG stay in
+        memory (one attachment per series, overwritten in place, never a collection)."""
+        return spec.size == self._config.default_size and spec.image_format == "jpeg"
+
+    def _stored(self, series_id: str | None, spec: RenderSpec) -> bytes | None:
+        if self.attachments is None or series_id is None or not self._persisted(spec):
+            return None
+        return self.attachments.load(series_id, _key(spec))
+
+    def _store_if_missing(self, state: SeriesState, spec: RenderSpec, rendered: Rendered) -> None:
+        """A stable series' default thumbnail rendered for a request but not stored (the series
+        was stable before this plugin stored thumbnails, say): the worker stores it."""
+        if (
+            self.attachments is not None
+            and state.stable
+            and rendered.body is not None
+            and self._persisted(spec)
+            and not self.attachments.holds(state.series_id, _key(spec))
+        ):
+            self.store_later(state.series_id)
 
     def _spec(self, choice: Choice, size: int, image_format: ImageFormat) -> RenderSpec:
         return RenderSpec(
@@ -111,6 +166,11 @@ class ThumbnailService:
             self._config.jpeg_quality,
             choice.content_id,
         )
+
+
+def _key(spec: RenderSpec) -> str:
+    """What a stored thumbnail was rendered from: its ETag, which covers every input."""
+    return etag(spec).strip('"')
 
 
 def _error(status: HTTPStatus, message: str, series_id: str) -> Response:

@@ -21,7 +21,7 @@ from . import enums
 from .enums import ChangeType, ErrorCode, InstanceOrigin, ResourceType
 from .errors import orthanc_error
 from .identifiers import orthanc_id
-from .metadata import SYSTEM_METADATA, MetadataNames
+from .metadata import SYSTEM_METADATA, ContentTypeNames, MetadataNames
 
 Clock = Callable[[], datetime]
 HIERARCHY = (ResourceType.PATIENT, ResourceType.STUDY, ResourceType.SERIES, ResourceType.INSTANCE)
@@ -55,6 +55,7 @@ class Resource:
     last_update: str
     children: list[str] = field(default_factory=list)
     metadata: dict[int, str] = field(default_factory=dict)
+    attachments: dict[int, bytes] = field(default_factory=dict)  # user-defined ones only
     is_stable: bool = False
     file: StoredFile | None = None
 
@@ -110,8 +111,14 @@ class Arrival:
 class Archive:
     """Patients, studies, series and instances, their metadata and the change log."""
 
-    def __init__(self, metadata_names: MetadataNames, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        metadata_names: MetadataNames,
+        clock: Clock | None = None,
+        content_types: ContentTypeNames | None = None,
+    ) -> None:
         self.metadata_names = metadata_names
+        self.content_types = content_types or ContentTypeNames({})
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.RLock()
         self._resources: dict[int, dict[str, Resource]] = {level: {} for level in HIERARCHY}
@@ -247,6 +254,31 @@ class Archive:
         if value is None:
             raise orthanc_error(ErrorCode.UNKNOWN_RESOURCE)
         return value
+
+    def attachment_names(self, level: int, resource_id: str) -> list[str]:
+        resource = self.get(level, resource_id)
+        user = [self.content_types.name_of(number) for number in sorted(resource.attachments)]
+        return ["dicom", *user] if level == ResourceType.INSTANCE else user
+
+    def set_attachment(self, level: int, resource_id: str, name: str, data: bytes) -> None:
+        number = self.content_types.user_number_of(name)
+        with self._lock:
+            self.get(level, resource_id).attachments[number] = data
+            self._record(ChangeType.UPDATED_ATTACHMENT, level, resource_id)
+
+    def get_attachment(self, level: int, resource_id: str, name: str) -> bytes:
+        number = self.content_types.user_number_of(name)
+        data = self.get(level, resource_id).attachments.get(number)
+        if data is None:
+            raise orthanc_error(ErrorCode.UNKNOWN_RESOURCE)
+        return data
+
+    def delete_attachment(self, level: int, resource_id: str, name: str) -> None:
+        number = self.content_types.user_number_of(name)
+        with self._lock:
+            if self.get(level, resource_id).attachments.pop(number, None) is None:
+                raise orthanc_error(ErrorCode.UNKNOWN_RESOURCE)
+            self._record(ChangeType.UPDATED_ATTACHMENT, level, resource_id)
 
     def mark_stable(self, level: int, resource_id: str) -> None:
         if level not in enums.STABLE_CHANGE_OF_LEVEL:

@@ -58,3 +58,29 @@ class MetadataNames:
             # Orthanc answers 403 over HTTP, and UNKNOWN_RESOURCE to a plugin.
             raise orthanc_error(ErrorCode.UNKNOWN_RESOURCE)
         return number
+
+
+# Orthanc's FileContentType names; user-defined ones come from `UserContentType`.
+SYSTEM_CONTENT_TYPES: dict[str, int] = {"dicom": 1, "dicom-as-json": 2, "dicom-until-pixel-data": 3}
+
+
+class ContentTypeNames:
+    """Translates attachment names (`dicom` or `UserContentType`) to numbers and back."""
+
+    def __init__(self, configuration: Mapping[str, Any]) -> None:
+        user = {}
+        for name, declared in dict(configuration.get("UserContentType") or {}).items():
+            # An index, or [index, "mime/type"].
+            user[str(name)] = int(declared[0] if isinstance(declared, list) else declared)
+        self._numbers = {**SYSTEM_CONTENT_TYPES, **user}
+        self._names = {number: name for name, number in self._numbers.items()}
+
+    def user_number_of(self, name: str) -> int:
+        """The number of a user-defined attachment; INEXISTENT_ITEM for an unknown name."""
+        number = self._numbers.get(name)
+        if number is None or number < FIRST_USER_METADATA:
+            raise orthanc_error(ErrorCode.INEXISTENT_ITEM)
+        return number
+
+    def name_of(self, number: int) -> str:
+        return self._names.get(number, str(number))

@@ -20,7 +20,7 @@ from .archive import Archive, Arrival, Clock, PendingChange, StoreResult
 from .dicom import to_bytes
 from .enums import ChangeType, ErrorCode, InstanceOrigin, ResourceType
 from .errors import OrthancException, orthanc_error
-from .metadata import MetadataNames
+from .metadata import ContentTypeNames, MetadataNames
 from .rest import BuiltInRestApi
 from .rest_output import (
     FakeDicomInstance,
@@ -95,7 +95,9 @@ class FakeOrthanc:
         self.on_stored_instance_callback: OnStoredInstanceCallback | None = None
         # Orthanc only logs what callbacks raise; the fake also keeps it for assertions.
         self.callback_errors: list[BaseException] = []
-        self.archive = Archive(MetadataNames(self.configuration), clock)
+        self.archive = Archive(
+            MetadataNames(self.configuration), clock, ContentTypeNames(self.configuration)
+        )
         self.rest_api = BuiltInRestApi(self.archive, self.configuration, self._store_bytes)
 
     # ---- the orthanc API

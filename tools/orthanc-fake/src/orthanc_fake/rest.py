@@ -228,6 +228,27 @@ class BuiltInRestApi:
         self.archive.delete_metadata(level, resource_id, request.match.group(3))
         return None
 
+    def list_attachments(self, request: Request) -> Answer:
+        return as_json(self.archive.attachment_names(*request.level_and_id()))
+
+    def get_attachment_data(self, request: Request) -> Answer:
+        name = request.match.group(3)
+        return self.archive.get_attachment(*request.level_and_id(), name)
+
+    def get_attachment_operations(self, request: Request) -> Answer:
+        self.get_attachment_data(request)
+        return as_json(["data", "md5", "size"])
+
+    def put_attachment(self, request: Request) -> Answer:
+        name = request.match.group(3)
+        self.archive.set_attachment(*request.level_and_id(), name, request.body)
+        return as_json({})
+
+    def delete_attachment(self, request: Request) -> Answer:
+        name = request.match.group(3)
+        self.archive.delete_attachment(*request.level_and_id(), name)
+        return None
+
     def get_file(self, request: Request) -> Answer:
         return self.archive.instance_file(request.match.group(1)).data
 
@@ -340,6 +361,11 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     _route("DELETE", f"/{LEVELS}/{ID}/metadata/{ID}", Api.delete_metadata),
     _route("GET", f"/instances/{ID}/file", Api.get_file),
     _route("GET", f"/instances/{ID}/attachments/dicom/md5", Api.get_file_md5),
+    _route("GET", f"/{LEVELS}/{ID}/attachments", Api.list_attachments),
+    _route("GET", f"/{LEVELS}/{ID}/attachments/{ID}", Api.get_attachment_operations),
+    _route("PUT", f"/{LEVELS}/{ID}/attachments/{ID}", Api.put_attachment),
+    _route("DELETE", f"/{LEVELS}/{ID}/attachments/{ID}", Api.delete_attachment),
+    _route("GET", f"/{LEVELS}/{ID}/attachments/{ID}/data", Api.get_attachment_data),
     _route("GET", f"/instances/{ID}/tags", Api.get_tags),
     _route("GET", f"/instances/{ID}/simplified-tags", Api.get_simplified_tags),
     _route("GET", f"/instances/{ID}/(preview|rendered)", Api.get_image),
