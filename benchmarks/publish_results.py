@@ -208,8 +208,14 @@ def render_series_private_tags(results: dict[str, Any]) -> str:
 
 
 def render_series_thumbnail(report: dict[str, Any]) -> str:
+    versions = ""
+    if "flavour" in report:
+        versions = (
+            f"{report['flavour']}: Orthanc {report['orthanc_version']}, Python plugin"
+            f" {report['python_plugin_version']}. "
+        )
     lines = [
-        f"Run of {report['timestamp']}, baseline {report['baseline']}.",
+        f"{versions}Run of {report['timestamp']}, baseline {report['baseline']}.",
         "",
         "| scenario | preview p50 (ms) | thumbnail p50 (ms) | ratio | target | met |",
         "|---|---:|---:|---:|---:|:-:|",
@@ -219,6 +225,8 @@ def render_series_thumbnail(report: dict[str, Any]) -> str:
             f"| {row['scenario']} | {row['baseline']['p50_ms']} | {row['thumbnail']['p50_ms']}"
             f" | {row['ratio_p50']} | <= {row['target_ratio']} | {yes_no(row['met'])} |"
         )
+    if "command" in report:
+        lines += ["", f"Medians; `{report['command']}`."]
     return "\n".join(lines) + "\n"
 
 

@@ -52,3 +52,46 @@ def test_metadata_declaration_is_required(user_metadata: Any) -> None:
 def test_section_must_be_an_object() -> None:
     with pytest.raises(ConfigurationError, match="SeriesThumbnail"):
         parse({**METADATA, "SeriesThumbnail": [1]})
+
+
+def test_the_attachment_is_used_once_declared() -> None:
+    assert parse(METADATA).attachment_name is None  # earlier configurations keep working
+    declared = {**METADATA, "UserContentType": {"SeriesThumbnail": [2001, "image/jpeg"]}}
+    config = parse(declared)
+    assert (config.attachment_name, config.attachment_index) == ("SeriesThumbnail", 2001)
+    renamed = {
+        **METADATA,
+        "UserContentType": {"Thumbs": 1500},
+        "SeriesThumbnail": {"AttachmentName": "Thumbs"},
+    }
+    assert (parse(renamed).attachment_name, parse(renamed).attachment_index) == ("Thumbs", 1500)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"SeriesThumbnail": {"AttachmentName": "Thumbs"}},
+            r"UserContentType\.Thumbs: declare the attachment 'Thumbs' that "
+            r"SeriesThumbnail\.AttachmentName names",
+        ),
+        (
+            {"SeriesThumbnail": {"AttachmentName": "a/b"}},
+            r"SeriesThumbnail\.AttachmentName: expected 1 to 64 .* \(value seen: 'a/b'\)",
+        ),
+        (
+            {"SeriesThumbnail": {"AttachmentName": 7}},
+            r"SeriesThumbnail\.AttachmentName: .*\(value seen: 7\)",
+        ),
+        (
+            {"UserContentType": {"SeriesThumbnail": 12}},
+            r"UserContentType\.SeriesThumbnail: expected an integer from 1024 to 65535 "
+            r"\(value seen: 12\)",
+        ),
+    ],
+)
+def test_attachment_errors_name_the_key_path_and_value(
+    config: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        parse({**METADATA, **config})
