@@ -31,10 +31,18 @@ def upload_all(node: OrthancServer, files: list[bytes]) -> str:
     return series.pop()
 
 
+# The default thumbnail stored as an attachment of its series, shared through the index.
+STORING_CONFIG: dict[str, Any] = {
+    **THUMBNAIL_CONFIG,
+    "UserContentType": {"SeriesThumbnail": 2001},
+}
+
+
+@pytest.mark.parametrize("config", [THUMBNAIL_CONFIG, STORING_CONFIG], ids=["memory", "stored"])
 def test_every_node_serves_the_new_middle_slice_after_the_series_changed_elsewhere(
-    cluster_factory: ClusterFactory,
+    cluster_factory: ClusterFactory, config: dict[str, Any]
 ) -> None:
-    cluster = cluster_factory(nodes=3, plugins=["series-thumbnail"], config=THUMBNAIL_CONFIG)
+    cluster = cluster_factory(nodes=3, plugins=["series-thumbnail"], config=config)
     a, b, c = cluster.nodes
     study, series = generate_uid(), generate_uid()
     first = ct_slices(11, study_uid=study, series_uid=series)
@@ -62,6 +70,46 @@ def test_every_node_serves_the_new_middle_slice_after_the_series_changed_elsewhe
     assert [thumbnail_of(node, series_id) for node in cluster.nodes] == [10, 10, 10]
     a.restart()
     assert thumbnail_of(a, series_id) == 10
+
+
+def stored_key(node: OrthancServer, series_id: str) -> bytes | None:
+    """The header line of the series' stored thumbnail (what it was rendered for), if any."""
+    answer = node.client.get(f"/series/{series_id}/attachments/SeriesThumbnail/data")
+    return answer.content.split(b"\n", 2)[1] if answer.status_code == 200 else None
+
+
+def test_a_thumbnail_stored_by_one_node_is_served_by_another_without_rendering(
+    cluster_factory: ClusterFactory,
+) -> None:
+    cluster = cluster_factory(nodes=2, plugins=["series-thumbnail"], config=STORING_CONFIG)
+    a, b = cluster.nodes
+    study, series = generate_uid(), generate_uid()
+    series_id = upload_all(a, ct_slices(5, study_uid=study, series_uid=series))
+    a.wait_stable("series", series_id)
+    first_key = wait_until(
+        lambda: stored_key(b, series_id), timeout=15, what="node a's thumbnail stored"
+    )
+    answer = b.client.get(f"/series/{series_id}/thumbnail")
+    assert answer.status_code == 200 and slice_shown(answer.content) == 2
+    status = b.client.get_json("/series-thumbnail/status")
+    assert (status["Renderings"], status["Attachment"]["Loaded"]) == (0, 1), status
+
+    # Two more slices through b: b removes the stored thumbnail (writes checked against the
+    # revision: the cluster runs with CheckRevisions) and, once the series is stable, stores
+    # the new middle (slice 3 of 7), which a then serves from storage.
+    more = ct_slices(2, study_uid=study, series_uid=series, first_index=5)
+    assert upload_all(b, more) == series_id
+    b.wait_stable("series", series_id)
+    wait_until(
+        lambda: stored_key(b, series_id) not in (None, first_key),
+        timeout=15,
+        what="node b's new thumbnail stored",
+    )
+    a.restart()
+    shown = a.client.get(f"/series/{series_id}/thumbnail")
+    assert shown.status_code == 200 and slice_shown(shown.content) == 3
+    status = a.client.get_json("/series-thumbnail/status")
+    assert (status["Renderings"], status["Attachment"]["Loaded"]) == (0, 1), status
 
 
 PRIVATE_TAGS_CONFIG: dict[str, Any] = {
