@@ -126,6 +126,7 @@ def orthanc_config(
         },
         "SeriesMainPrivateDicomTags": ["OriginalImageFileName"],
         "UserMetadata": {"SeriesPrivateTags": 2000, "ThumbnailInstanceID": 2001},
+        "UserContentType": {"SeriesThumbnail": 2001},
     }
     if http_port is not None:
         config["HttpPort"] = http_port

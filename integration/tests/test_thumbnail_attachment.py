@@ -3,14 +3,18 @@ invalidated with the choice, and its writes are not taken for a change of the se
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
 from typing import Any
 
 import pytest
 from pydicom.uid import generate_uid
 
 from integration.conftest import OrthancFactory
-from integration.harness.interfaces import Orthanc
+from integration.harness.interfaces import Orthanc, RabbitMQ
+from integration.harness.rabbitmq import consume
+from integration.tests.test_dicom_events import ALL_EVENTS, rabbit_config
 from integration.tests.test_series_thumbnail import (
     CONFIG,
     ct_slices,
@@ -182,3 +186,35 @@ def test_an_undeclared_attachment_name_stops_orthanc_naming_the_key(
     status, log = orthanc.start_expecting_failure()
     assert status != 0
     assert "UserContentType.Thumbs: declare the attachment 'Thumbs'" in log
+
+
+def test_the_three_plugins_take_no_stored_thumbnail_for_a_change_of_its_series(
+    orthanc_factory: OrthancFactory, rabbitmq: RabbitMQ
+) -> None:
+    """dicom-events publishes one `series.stable` and nothing for `UpdatedAttachment`;
+    series-private-tags captures once; series-thumbnail keeps its stored thumbnail."""
+    exchange = f"thumbnail-attachment-{uuid.uuid4().hex[:8]}"
+    config = {
+        **rabbit_config(rabbitmq.url_for_orthanc, exchange, ALL_EVENTS),
+        **ATTACHMENT_CONFIG,
+        "SeriesMainPrivateDicomTags": ["QueueID"],
+        "UserMetadata": {"SeriesPrivateTags": 2000, "ThumbnailInstanceID": 2001},
+    }
+    orthanc = orthanc_factory(
+        plugins=["dicom-events", "series-private-tags", "series-thumbnail"], config=config
+    )
+    with consume(rabbitmq.url, exchange, "dicom.#") as events:
+        series_id = upload(orthanc, ct_slices(3))
+        orthanc.wait_stable("series", series_id)
+        wait_until_true("the stored thumbnail", lambda: has_attachment(orthanc, series_id))
+        stored_at = stored_key(orthanc, series_id)
+        time.sleep(STABLE_AGE + 2.5)  # a second StableSeries would have come by now
+        types = [m.body["type"] for m in events.messages if series_id in json.dumps(m.body)]
+    assert types.count("dicom.series.stable") == 1, types
+    assert types.count("dicom.instance.stored") == 3, types
+    assert set(types) == {"dicom.instance.stored", "dicom.series.stable"}, types
+    assert stored_key(orthanc, series_id) == stored_at
+    assert persistence(orthanc)["Removed"] == 0
+    changes = changes_of(orthanc, series_id)
+    assert changes.count("UpdatedAttachment") == 1, changes
+    assert changes.count("StableSeries") == 1, changes
