@@ -7,6 +7,7 @@ from orthanc_dicom_events.envelope import (
     log_event_id,
     make_event,
     orthanc_date_to_rfc3339,
+    serialise,
     spool_event_id,
 )
 
@@ -42,3 +43,15 @@ def test_structured_envelope_has_every_required_attribute() -> None:
     assert envelope["orthancsequence"] == 1
     assert event.envelope == envelope
     assert CONTENT_TYPE == "application/cloudevents+json"
+
+
+def test_serialised_bodies_are_compact_utf8_whatever_the_characters() -> None:
+    samples: list[dict[str, object]] = [
+        {"a": "plain", "n": 1, "t": None, "l": [1.5, True]},
+        {"name": "Ren\u00e9e^\u5c71\u7530", "emoji": "\U0001f600"},
+        {"controls": "tab\there\nnew\x01one\x7fdel", "quote": 'say "hi" \\ back'},
+        {"looks escaped": "a\\u00e9b"},
+    ]
+    for envelope in samples:
+        expected = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+        assert serialise(envelope) == expected
