@@ -3,7 +3,6 @@ broker is unreachable, a reconstruct runs over 2,000 series and a large listing 
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,17 +20,8 @@ pytestmark = pytest.mark.e2e
 
 SERIES = 2_000
 GRACE_SECONDS = 10.0
-# Open: in the debian-sid container (Orthanc 1.13.0, plugin 7.1) one run in two here took 30 s,
-# with Orthanc logging nothing of its shutdown meanwhile; as a process (chrooted, same rootfs)
-# and on debian-12 and debian-13 it stops in 2.6 to 4 s. Reported as XPASS when it holds.
-IN_A_CONTAINER = os.environ.get("HARNESS_PROVIDER", "") in ("docker", "compose")
 
 
-@pytest.mark.xfail(
-    IN_A_CONTAINER and os.environ.get("HARNESS_FLAVOUR") == "debian-sid",
-    reason="Orthanc 1.13 in a container sometimes takes 30 s to stop under this load (open)",
-    strict=False,
-)
 def test_the_three_plugins_stop_within_ten_seconds_under_load(
     orthanc_factory: OrthancFactory,
 ) -> None:
@@ -76,7 +66,8 @@ def test_the_three_plugins_stop_within_ten_seconds_under_load(
     lister.join(60)
     print(f"three plugins under load stopped in {elapsed:.1f} s")
     log = orthanc.log_text()
-    assert elapsed < GRACE_SECONDS, f"stopped in {elapsed:.1f} s"
+    tail = "\n".join(log.splitlines()[-80:])
+    assert elapsed < GRACE_SECONDS, f"stopped in {elapsed:.1f} s; Orthanc's log ends:\n{tail}"
     assert_stopped_cleanly(orthanc, status)
     # Every plugin stopped before Orthanc finalized them (plugin 7.1's crash comes after that).
     assert "Python plugin is finalizing" in log
