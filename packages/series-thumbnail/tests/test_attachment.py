@@ -192,3 +192,29 @@ def test_nothing_is_stored_without_the_declaration(running: Thumbnails) -> None:
     assert stored_bytes(running.fake, series_id) is None
     status = running.fake.call_route("GET", "/series-thumbnail/status").json()
     assert status["Attachment"] == {"Enabled": False}
+
+
+def test_without_prerendering_or_cache_a_request_stores_it_once(
+    fake_orthanc_factory: Callable[..., FakeOrthanc],
+) -> None:
+    fake = fake_orthanc_factory(with_attachment(PrerenderOnStable=False, CacheSizeMB=0))
+    rest = RestSpy(fake)
+    plugin = create(fake, fake.configuration)
+    fake.RegisterOnChangeCallback(plugin.on_change)
+    fake.start()
+    thumbnails = Thumbnails(fake, plugin, rest)
+    series_id = stable_series(thumbnails, [10, 20, 30], Series())
+    assert stored_bytes(fake, series_id) is None  # nothing rendered at stable
+    uri = f"/series/{series_id}/thumbnail"
+    first = fake.call_route("GET", uri)
+    assert plugin.worker.wait_idle(5)
+    assert stored_bytes(fake, series_id) == encode(first.headers["ETag"].strip('"'), first.body)
+    for _ in range(3):
+        assert fake.call_route("GET", uri).body == first.body
+    assert plugin.worker.wait_idle(5)
+    status = fake.call_route("GET", "/series-thumbnail/status").json()
+    # The request rendered, the worker read that back from nowhere (no cache) and rendered once
+    # more to store it; later requests read the stored one.
+    assert (status["Renderings"], status["Attachment"]["Stored"]) == (2, 1), status
+    assert status["Attachment"]["Loaded"] == 3
+    fake.stop()

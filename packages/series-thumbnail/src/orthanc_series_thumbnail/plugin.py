@@ -38,8 +38,9 @@ class SeriesThumbnailPlugin:
             on_changed=self.service.series_changed,
             on_stable=self.service.prepare,
             on_instance_deleted=self.service.instance_deleted,
+            on_store=self.service.store_default,
         )
-        self.service.store_later = self.worker.series_stable
+        self.service.store_later = self.worker.store_requested
         self._kinds = self.host.constants
 
     def on_change(self, change_type: int, level: int, resource_id: str) -> None:

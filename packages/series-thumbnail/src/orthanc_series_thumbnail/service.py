@@ -103,20 +103,31 @@ class ThumbnailService:
             return self._renderings
 
     def prepare(self, series_id: str) -> None:
-        """For a stable series: store its choice, render the default thumbnail ahead of time and
-        store it as the series' attachment."""
+        """For a stable series: store its choice and, with `PrerenderOnStable`, render the default
+        thumbnail ahead of time and store it as the series' attachment."""
         try:
             state = self.selector.series_state(series_id)
             choice = self.selector.choose(state)
         except UnknownSeries:
             return  # deleted meanwhile
-        spec = self._spec(choice, self._config.default_size, "jpeg")
         if self._config.prerender_on_stable:
-            rendered: Rendered | None = self.rendered(spec, series_id)
-        else:
-            rendered = self.cache.get(spec)  # what a request rendered
-        if self.attachments is not None and state.stable and rendered and rendered.body:
-            self.attachments.save(series_id, _key(spec), rendered.body)
+            self._render_and_store(state, choice)
+
+    def store_default(self, series_id: str) -> None:
+        """Store the default thumbnail of a stable series that a request found not stored."""
+        try:
+            state = self.selector.series_state(series_id)
+            choice = self.selector.choose(state)
+        except UnknownSeries:
+            return
+        if state.stable:
+            self._render_and_store(state, choice)
+
+    def _render_and_store(self, state: SeriesState, choice: Choice) -> None:
+        spec = self._spec(choice, self._config.default_size, "jpeg")
+        rendered = self.rendered(spec, state.series_id)
+        if self.attachments is not None and state.stable and rendered.body is not None:
+            self.attachments.save(state.series_id, _key(spec), rendered.body)
 
     def series_changed(self, series_id: str) -> None:
         """A series gained or lost instances (or was deleted): choose again next time."""

@@ -22,6 +22,7 @@ MOST_WAIT_SECONDS = 1.0
 class SeriesTask(Enum):
     CHANGED = "changed"  # forget the choice (clear metadata)
     STABLE = "stable"  # choose, persist, pre-render
+    STORE = "store"  # store the default thumbnail a request rendered for a stable series
 
 
 class ChangeWorker:
@@ -33,11 +34,13 @@ class ChangeWorker:
         on_changed: Callable[[str], None],
         on_stable: Callable[[str], None],
         on_instance_deleted: Callable[[str], None],
+        on_store: Callable[[str], None] = lambda series_id: None,
     ) -> None:
         self._host = host
         self._handlers = {
             SeriesTask.CHANGED: on_changed,
             SeriesTask.STABLE: on_stable,
+            SeriesTask.STORE: on_store,
         }
         self._on_instance_deleted = on_instance_deleted
         self._series: OrderedDict[str, list[SeriesTask]] = OrderedDict()
@@ -56,10 +59,17 @@ class ChangeWorker:
         self._submit(series_id, [SeriesTask.CHANGED])
 
     def series_stable(self, series_id: str) -> None:
+        self._add(series_id, SeriesTask.STABLE)
+
+    def store_requested(self, series_id: str) -> None:
+        """A request rendered a stable series' default thumbnail that is not stored yet."""
+        self._add(series_id, SeriesTask.STORE)
+
+    def _add(self, series_id: str, task: SeriesTask) -> None:
         with self._condition:
             tasks = self._series.get(series_id, [])
-            if SeriesTask.STABLE not in tasks:
-                self._series[series_id] = [*tasks, SeriesTask.STABLE]
+            if task not in tasks:
+                self._series[series_id] = [*tasks, task]
             self._condition.notify()
 
     def instance_deleted(self, instance_id: str) -> None:
@@ -116,7 +126,7 @@ class ChangeWorker:
                 )
             if work is not None:
                 series_id, tasks = work
-                if SeriesTask.STABLE in tasks:
+                if SeriesTask.STABLE in tasks or SeriesTask.STORE in tasks:
                     self._wait_for_quiet(stopping)
                 for task in tasks:
                     self._guarded(
