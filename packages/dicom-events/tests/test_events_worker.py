@@ -14,6 +14,7 @@ from dicom_events_testing import MemoryPublisher, base_config, wait_for
 
 from orthanc_dicom_events.events import load_schema
 from orthanc_dicom_events.plugin import DicomEventsPlugin, create
+from orthanc_dicom_events.publishers import PublishError
 from orthanc_dicom_events.worker import CURSOR_PROPERTY
 from orthanc_fake import FakeOrthanc, make_instance
 from orthanc_fake.enums import ChangeType, InstanceOrigin, ResourceType
@@ -722,3 +723,85 @@ def test_long_tag_values_are_cut_with_a_marker(setup: Setup) -> None:
     (envelope,) = _envelopes(publisher)
     value = envelope["data"]["tags"]["StudyDescription"]
     assert len(value) == 64 and value.endswith("...[truncated]") and value.startswith("x" * 50)
+
+
+def _seq(event_id: str) -> int:
+    return int(event_id.rsplit("-", 1)[1])
+
+
+class NackingPublisher(MemoryPublisher):
+    """A pipelined broker that stores a page's events but refuses one in its middle, once:
+    the events around it arrive (as from RabbitMQ), the page's confirmation fails."""
+
+    def __init__(self, cursor: Callable[[], str]) -> None:
+        super().__init__()
+        self.refuse_id = ""
+        self.cursor = cursor
+        self.sent_pages: list[list[str]] = []
+        self.cursor_at_send: list[int] = []
+
+    def send(self, events: Any) -> Callable[[], Any]:
+        self._sent(events)
+        return lambda: self._confirm(events)
+
+    def publish(self, events: Any) -> Any:
+        self._sent(events)
+        return self._confirm(events)
+
+    def _sent(self, events: Any) -> None:
+        self.sent_pages.append([event.id for event in events])
+        self.cursor_at_send.append(int(self.cursor() or 0))
+
+    def _confirm(self, events: Any) -> Any:
+        if not self.down and self.refuse_id in {event.id for event in events}:
+            refused, self.refuse_id = self.refuse_id, ""
+            with self._lock:
+                self.events.extend(event for event in events if event.id != refused)
+            raise PublishError("the broker refused 1 message(s)")
+        return super().publish(events)
+
+
+def test_a_nack_in_the_middle_of_a_page_republishes_the_page_and_holds_the_cursor(
+    setup: Setup,
+) -> None:
+    fake = FakeOrthanc(base_config(), started=False)
+    publisher = NackingPublisher(lambda: fake.GetGlobalProperty(CURSOR_PROPERTY, ""))
+    publisher.down = True  # a backlog gathers
+    fake, plugin, _ = setup(fake=fake, publisher=publisher, StoredInstance=True)
+    plugin.worker._page_size = 10
+    ids = _store(fake, 35)
+    wait_for(lambda: publisher.calls >= 1, what="a failed try")
+    sequences = [
+        int(change["Seq"])
+        for change in json.loads(fake.RestApiGet("/changes?since=0&limit=1000"))["Changes"]
+        if change["ChangeType"] == "NewInstance"
+    ]
+    identity = plugin.worker.identity
+    refused = f"{identity}-{sequences[14]}"  # in the middle of the second or third page
+    publisher.refuse_id = refused
+    publisher.sent_pages.clear()
+    publisher.cursor_at_send.clear()
+    publisher.down = False
+    wait_for(lambda: len({e.id for e in publisher.events}) == 35, what="the backlog", timeout=20)
+
+    pages = publisher.sent_pages
+    failed = next(i for i, page in enumerate(pages) if refused in page)
+    assert 0 < pages[failed].index(refused) < len(pages[failed]) - 1  # in the middle
+    # Sent again whole, in the same order, right after the last confirmed page.
+    assert pages[failed + 1] == pages[failed]
+    assert (
+        sequences.index(_seq(pages[failed][0])) == sequences.index(_seq(pages[failed - 1][-1])) + 1
+    )
+    # The cursor never passed the failed page's first change before the page was confirmed.
+    assert all(c < _seq(pages[failed][0]) for c in publisher.cursor_at_send[: failed + 2])
+    first_copies = list(dict.fromkeys(e.id for e in publisher.events))
+    assert sorted(first_copies, key=_seq) == [f"{identity}-{seq}" for seq in sequences]
+    # The events stored around the refused one came first (RabbitMQ took them); the page sent
+    # again repeats them in order, so the last copy of every event comes in log order.
+    subjects = [json.loads(e.body)["subject"] for e in publisher.events]
+    assert list(reversed(dict.fromkeys(reversed(subjects)))) == ids
+    wait_for(
+        lambda: int(fake.GetGlobalProperty(CURSOR_PROPERTY, "") or 0) >= sequences[-1],
+        what="the cursor at the end",
+        timeout=5,
+    )
