@@ -40,6 +40,9 @@ def test_source_name_is_escaped() -> None:
         ({"BatchWindowMs": -5}, "DicomEvents.BatchWindowMs", -5),
         ({"BatchWindowMs": 2.5}, "DicomEvents.BatchWindowMs", 2.5),
         ({"BatchWindowMs": 5000}, "DicomEvents.BatchWindowMs", 5000),
+        ({"BatchWindowMaxMs": 20}, "DicomEvents.BatchWindowMaxMs", 20),
+        ({"BatchWindowMaxMs": 6000}, "DicomEvents.BatchWindowMaxMs", 6000),
+        ({"BatchWindowMaxMs": "400"}, "DicomEvents.BatchWindowMaxMs", "400"),
         ({"StateDirectory": 3}, "DicomEvents.StateDirectory", 3),
         ({"Unexpected": 1}, "DicomEvents.Unexpected", 1),
     ],
@@ -87,3 +90,11 @@ def test_unknown_broker_keys_are_refused() -> None:
     config["DicomEvents"]["Broker"]["RabbitConfig"]["Url"] = "amqp://x"
     with pytest.raises(ConfigurationError, match=r"RabbitConfig\.Url"):
         parse(config)
+
+
+def test_the_batch_window_may_grow_eight_times_unless_told_otherwise() -> None:
+    assert (parse(_with({})).batch_window_ms, parse(_with({})).batch_window_max_ms) == (50, 400)
+    assert parse(_with({"BatchWindowMs": 0})).batch_window_max_ms == 0
+    assert parse(_with({"BatchWindowMs": 1000})).batch_window_max_ms == 5000
+    chosen = parse(_with({"BatchWindowMs": 20, "BatchWindowMaxMs": 20}))
+    assert (chosen.batch_window_ms, chosen.batch_window_max_ms) == (20, 20)

@@ -116,6 +116,7 @@ class DicomEventsConfig:
     shutdown_flush_seconds: float = 5.0
     state_directory: str = "OrthancStorage"
     batch_window_ms: int = 50
+    batch_window_max_ms: int = 400
     cluster: ClusterConfig | None = None
 
 
@@ -144,10 +145,12 @@ _SECTION_KEYS = frozenset(
         "ShutdownFlushSeconds",
         "StateDirectory",
         "BatchWindowMs",
+        "BatchWindowMaxMs",
         "Cluster",
     }
 )
 DEFAULT_LOCK_KEY = 0x44494345
+BATCH_WINDOW_MAX_LIMIT_MS = 5000
 _CLUSTER_KEYS = frozenset(
     {
         "Enabled",
@@ -200,6 +203,7 @@ def parse(orthanc_config: Mapping[str, Any]) -> DicomEventsConfig:
         rabbitmq = _parse_rabbit(broker.get("RabbitConfig"))
     else:
         sns = _parse_sns(broker.get("SNSConfig"))
+    batch_window = _parse_batch_window(section.get("BatchWindowMs", 50))
     return DicomEventsConfig(
         events=events,
         broker_type=broker_type,
@@ -211,7 +215,11 @@ def parse(orthanc_config: Mapping[str, Any]) -> DicomEventsConfig:
         ),
         shutdown_flush_seconds=_parse_flush_seconds(section.get("ShutdownFlushSeconds", 5)),
         state_directory=_parse_state_directory(section.get("StateDirectory"), orthanc_config),
-        batch_window_ms=_parse_batch_window(section.get("BatchWindowMs", 50)),
+        batch_window_ms=batch_window,
+        batch_window_max_ms=_parse_batch_window_max(
+            section.get("BatchWindowMaxMs", min(8 * batch_window, BATCH_WINDOW_MAX_LIMIT_MS)),
+            batch_window,
+        ),
         cluster=_parse_cluster(section.get("Cluster"), orthanc_config),
     )
 
@@ -328,6 +336,21 @@ def _parse_batch_window(raw: object) -> int:
     if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= 1000:
         raise ConfigurationError(
             f"{SECTION}.BatchWindowMs", raw, "expected whole milliseconds from 0 to 1000"
+        )
+    return raw
+
+
+def _parse_batch_window_max(raw: object, batch_window: int) -> int:
+    if (
+        isinstance(raw, bool)
+        or not isinstance(raw, int)
+        or not batch_window <= raw <= BATCH_WINDOW_MAX_LIMIT_MS
+    ):
+        raise ConfigurationError(
+            f"{SECTION}.BatchWindowMaxMs",
+            raw,
+            f"expected whole milliseconds from BatchWindowMs ({batch_window})"
+            f" to {BATCH_WINDOW_MAX_LIMIT_MS}",
         )
     return raw
 

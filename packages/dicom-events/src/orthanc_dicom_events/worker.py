@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from . import changes as ch
 from ._kit import BackgroundThread, HostError, OrthancHost
+from .batch_window import BatchWindow
 from .builder import EventBuilder
 from .config import DicomEventsConfig, mask_secrets
 from .envelope import OutgoingEvent, utc_now_rfc3339
@@ -115,6 +116,7 @@ class EventWorker:
         self._thread = BackgroundThread(host, "dicom-events", self._run)
         self._stopping = self._thread.stopping
         self._backoff = Backoff()
+        self._batch_window = BatchWindow(config.batch_window_ms, config.batch_window_max_ms)
         self.identity = ""
         self._cursor = 0
         self._saved_cursor = 0
@@ -583,6 +585,7 @@ class EventWorker:
         read_pos = page.changes[-1].seq if page.changes else max(position, page.last)
         if page.changes:
             self._last_read = page.changes[-1]
+            self._batch_window.read(len(page.changes))
         if not page.changes and page.last < position:
             read_pos = page.last  # the log was reset: follow it
         deletions: list[SpooledDeletion] = []
@@ -657,8 +660,8 @@ class EventWorker:
             self._wake.clear()
             # Changes come in bursts (four or five per stored instance): gathering them for a
             # moment makes one round, with one broker commit and one cursor write, of what would
-            # be many, so publishing competes far less with storing.
-            self._stopping.wait(self._config.batch_window_ms / 1000)
+            # be many, so publishing competes far less with storing (longer while it lasts).
+            self._stopping.wait(self._batch_window.next_seconds())
         publisher.keep_alive()
 
     def _failed(
