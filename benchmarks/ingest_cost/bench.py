@@ -98,6 +98,7 @@ PLUGINS_CONFIG: dict[str, Any] = {
     "Dictionary": {"0055,1011": ["UT", "QueueID", 1, 1, CREATOR]},
     "SeriesMainPrivateDicomTags": ["QueueID"],
     "UserMetadata": {"SeriesPrivateTags": 2000, "ThumbnailInstanceID": 2001},
+    "UserContentType": {"SeriesThumbnail": 2001},  # pre-rendered thumbnails kept as attachments
 }
 CONFIGURATIONS = ["none", "floor", "seed", "all-events"]
 LABELS = {

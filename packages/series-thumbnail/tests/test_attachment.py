@@ -95,6 +95,14 @@ def test_a_stable_series_stores_its_default_thumbnail(storing: Thumbnails) -> No
     }
 
 
+def test_a_series_created_while_running_is_not_looked_up_before_its_first_store(
+    storing: Thumbnails,
+) -> None:
+    series_id = stable_series(storing, [10, 20, 30], Series())
+    attachment = f"/series/{series_id}/attachments/{NAME}"
+    assert [c for c in storing.rest.calls if attachment in c] == [f"PUT {attachment}"]
+
+
 def test_after_a_restart_the_first_request_reads_it_and_renders_nothing(
     storing: Thumbnails,
 ) -> None:

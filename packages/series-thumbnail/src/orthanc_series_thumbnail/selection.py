@@ -85,6 +85,12 @@ class ThumbnailSelector:
                 while len(known) > _MEMO_ENTRIES:
                     known.popitem(last=False)
 
+    def stored_nothing_yet(self, series_id: str) -> bool:
+        """True for a series this process saw created and stored no choice for since: nothing
+        can be stored for it (on a shared index another node may have: always False there)."""
+        with self._lock:
+            return self._read_back and series_id in self._fresh
+
     def series_state(self, series_id: str) -> SeriesState:
         """Read the series' instance list and stability; UnknownSeries when Orthanc has none."""
         try:

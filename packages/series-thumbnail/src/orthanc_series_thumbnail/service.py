@@ -105,13 +105,15 @@ class ThumbnailService:
     def prepare(self, series_id: str) -> None:
         """For a stable series: store its choice and, with `PrerenderOnStable`, render the default
         thumbnail ahead of time and store it as the series' attachment."""
+        # A series created while this process ran has no stored thumbnail to read back yet.
+        nothing_stored = self.selector.stored_nothing_yet(series_id)
         try:
             state = self.selector.series_state(series_id)
             choice = self.selector.choose(state)
         except UnknownSeries:
             return  # deleted meanwhile
         if self._config.prerender_on_stable:
-            self._render_and_store(state, choice)
+            self._render_and_store(state, choice, read_stored=not nothing_stored)
 
     def store_default(self, series_id: str) -> None:
         """Store the default thumbnail of a stable series that a request found not stored."""
@@ -123,9 +125,11 @@ class ThumbnailService:
         if state.stable:
             self._render_and_store(state, choice)
 
-    def _render_and_store(self, state: SeriesState, choice: Choice) -> None:
+    def _render_and_store(
+        self, state: SeriesState, choice: Choice, read_stored: bool = True
+    ) -> None:
         spec = self._spec(choice, self._config.default_size, "jpeg")
-        rendered = self.rendered(spec, state.series_id)
+        rendered = self.rendered(spec, state.series_id if read_stored else None)
         if self.attachments is not None and state.stable and rendered.body is not None:
             self.attachments.save(state.series_id, _key(spec), rendered.body)
 
