@@ -141,6 +141,18 @@ def test_cached_requests_render_nothing(thumbnails: Thumbnails) -> None:
     assert thumbnails.rest.calls == [f"GET /series/{ct.series_id}"]
 
 
+def test_the_work_of_a_stable_series_reads_its_instance_listing_once(
+    thumbnails: Thumbnails,
+) -> None:
+    ct = ct_series(thumbnails, stable=False)
+    thumbnails.rest.clear()
+    thumbnails.plugin.service.prepare(ct.series_id)
+    calls = thumbnails.rest.calls
+    assert f"GET /series/{ct.series_id}" not in calls
+    assert calls.count(f"GET /series/{ct.series_id}/instances") == 1
+    assert stored_choice(thumbnails.fake, ct.series_id) == ct.ids[MIDDLE]
+
+
 def test_choice_is_persisted_when_stable_and_reused_after_restart(thumbnails: Thumbnails) -> None:
     ct = ct_series(thumbnails)
     thumbnails.plugin.service.handle("GET", ct.series_id, {}, {})

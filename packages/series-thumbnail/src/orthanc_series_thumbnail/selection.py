@@ -43,6 +43,8 @@ class SeriesState:
     series_id: str
     instance_ids: tuple[str, ...]
     stable: bool
+    # `GET /series/{id}/instances` when that is what the state was read from (choosing needs it).
+    listing: tuple[dict[str, Any], ...] | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -102,6 +104,19 @@ class ThumbnailSelector:
             raise UnknownSeries(series_id)
         return SeriesState(series_id, tuple(instances), bool(series.get("IsStable")))
 
+    def stable_series_state(self, series_id: str) -> SeriesState:
+        """The state of a series Orthanc just reported stable, from its instance listing alone
+        (the listing that choosing reads anyway: one request instead of two). Should an
+        instance arrive meanwhile, its change resets whatever is chosen now."""
+        try:
+            listing = self._host.get_json(f"/series/{quote_id(series_id)}/instances")
+        except NotFound as error:
+            raise UnknownSeries(series_id) from error
+        if not listing:
+            raise UnknownSeries(series_id)
+        ids = tuple(str(i["ID"]) for i in listing)
+        return SeriesState(series_id, ids, stable=True, listing=tuple(listing))
+
     def choose(self, state: SeriesState) -> Choice:
         """The thumbnail's instance and frame; persisted in metadata once the series is stable."""
         fingerprint = state.fingerprint
@@ -119,7 +134,7 @@ class ThumbnailSelector:
         )
         persisted = choice is not None
         if choice is None:
-            choice = self.compute(state.series_id)
+            choice = self.compute(state.series_id, state.listing)
         if state.stable and not persisted:
             self._persist(state.series_id, fingerprint, choice)
         else:
@@ -165,12 +180,15 @@ class ThumbnailSelector:
         with self._lock:
             return self._series_by_chosen.get(instance_id)
 
-    def compute(self, series_id: str) -> Choice:
-        """Order the series' slices and take the middle one."""
-        try:
-            instances = self._host.get_json(f"/series/{quote_id(series_id)}/instances")
-        except HostError as error:
-            raise UnknownSeries(series_id) from error
+    def compute(self, series_id: str, listing: Sequence[dict[str, Any]] | None = None) -> Choice:
+        """Order the series' slices and take the middle one (from `listing`, the series'
+        `GET /series/{id}/instances`, when already read)."""
+        instances: Any = listing
+        if instances is None:
+            try:
+                instances = self._host.get_json(f"/series/{quote_id(series_id)}/instances")
+            except HostError as error:
+                raise UnknownSeries(series_id) from error
         if not instances:
             raise UnknownSeries(series_id)
         slices = [slice_info(i["ID"], i.get("MainDicomTags") or {}) for i in instances]

@@ -108,7 +108,7 @@ class ThumbnailService:
         # A series created while this process ran has no stored thumbnail to read back yet.
         nothing_stored = self.selector.stored_nothing_yet(series_id)
         try:
-            state = self.selector.series_state(series_id)
+            state = self.selector.stable_series_state(series_id)
             choice = self.selector.choose(state)
         except UnknownSeries:
             return  # deleted meanwhile
