@@ -185,6 +185,9 @@ class SnsPublisher:
                     connect_timeout=3,
                     read_timeout=10,
                     retries={"max_attempts": 2, "mode": "standard"},
+                    # One pooled connection per parallel call (botocore keeps 10 by default): a
+                    # call never waits for, or opens and drops, a connection of its own.
+                    max_pool_connections=max(10, self._parallel_calls),
                 ),
             )
         return self._client
