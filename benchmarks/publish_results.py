@@ -218,7 +218,8 @@ def render_series_private_tags(results: dict[str, Any]) -> str:
             for b, c in zip(
                 figures["baseline_cpu_runs_s"], figures["candidate_cpu_runs_s"], strict=True
             )
-        ]
+            if b > 0  # below one clock tick: no ratio
+        ] or [figures["ratio"]]
         lines.append("")
         lines.append(
             f"{name}: {len(pairs)} alternating pairs; CPU ratio of medians {figures['ratio']:.2f},"
@@ -226,12 +227,26 @@ def render_series_private_tags(results: dict[str, Any]) -> str:
             f" {figures['wall_ratio']:.2f}."
         )
     if large is not None:
+        passthrough = large["passthrough"]
+        peaks = large["rss_peak_per_route_mib"]
+        lines.append("")
+        lines.append(
+            "The floor of any Python plugin route serving that listing, one that asks Orthanc for"
+            " `/series?expand` (`RestApiGet`) and answers the same bytes (`AnswerBuffer`):"
+            f" {passthrough['candidate_cpu_median_s'] * 1000:.0f} /"
+            f" {passthrough['candidate_median_s'] * 1000:.0f} ms, CPU ratio"
+            f" {passthrough['ratio']:.2f} (wall {passthrough['wall_ratio']:.2f}); the plugin's"
+            " own work is what its route costs beyond that."
+        )
         lines.append("")
         lines.append(
             f"Memory of the Orthanc holding {large['series']} series, the plugin's mirror"
-            f" included: {large['rss_after_capture_mib']:.0f} MiB once every series was captured,"
-            f" peak {large['rss_peak_during_listings_mib']:.0f} MiB during the listings,"
-            f" {large['rss_after_listings_mib']:.0f} MiB after them (VmRSS / VmHWM)."
+            f" included: {large['rss_after_capture_mib']:.0f} MiB once every series was captured;"
+            " peak during one request of"
+            f" `/series?expand` {peaks['/series?expand']:.0f} MiB, of the passthrough"
+            f" {peaks['/benchmark/passthrough']:.0f} MiB, of the plugin's listing"
+            f" {peaks['/with-private-tags/series']:.0f} MiB;"
+            f" {large['rss_after_listings_mib']:.0f} MiB after the timed listings (VmRSS / VmHWM)."
             f" Series listed with all three tags: {large['captured']['with_all_three_tags']} of"
             f" {large['captured']['series']}."
         )
