@@ -108,14 +108,21 @@ class ThumbnailSelector:
         """The state of a series Orthanc just reported stable, from its instance listing alone
         (the listing that choosing reads anyway: one request instead of two). Should an
         instance arrive meanwhile, its change resets whatever is chosen now."""
+        listing = self._instance_listing(series_id)
+        ids = tuple(str(i["ID"]) for i in listing)
+        return SeriesState(series_id, ids, stable=True, listing=tuple(listing))
+
+    def _instance_listing(self, series_id: str) -> list[dict[str, Any]]:
+        """`GET /series/{id}/instances`; UnknownSeries when Orthanc has none."""
         try:
-            listing = self._host.get_json(f"/series/{quote_id(series_id)}/instances")
-        except NotFound as error:
+            listing: list[dict[str, Any]] = self._host.get_json(
+                f"/series/{quote_id(series_id)}/instances"
+            )
+        except HostError as error:
             raise UnknownSeries(series_id) from error
         if not listing:
             raise UnknownSeries(series_id)
-        ids = tuple(str(i["ID"]) for i in listing)
-        return SeriesState(series_id, ids, stable=True, listing=tuple(listing))
+        return listing
 
     def choose(self, state: SeriesState) -> Choice:
         """The thumbnail's instance and frame; persisted in metadata once the series is stable."""
@@ -183,14 +190,7 @@ class ThumbnailSelector:
     def compute(self, series_id: str, listing: Sequence[dict[str, Any]] | None = None) -> Choice:
         """Order the series' slices and take the middle one (from `listing`, the series'
         `GET /series/{id}/instances`, when already read)."""
-        instances: Any = listing
-        if instances is None:
-            try:
-                instances = self._host.get_json(f"/series/{quote_id(series_id)}/instances")
-            except HostError as error:
-                raise UnknownSeries(series_id) from error
-        if not instances:
-            raise UnknownSeries(series_id)
+        instances = self._instance_listing(series_id) if listing is None else listing
         slices = [slice_info(i["ID"], i.get("MainDicomTags") or {}) for i in instances]
         ordered = (
             order_by_geometry(slices)
