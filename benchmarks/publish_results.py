@@ -255,11 +255,12 @@ def render_series_private_tags(results: dict[str, Any]) -> str:
 
 def _listing_times(figures: dict[str, Any], digits: int) -> tuple[str, str]:
     """(Orthanc's route, the plugin's) as "CPU / wall" milliseconds."""
-    return tuple(  # type: ignore[return-value]
-        f"{figures[f'{side}_cpu_median_s'] * 1000:.{digits}f} / "
-        f"{figures[f'{side}_median_s'] * 1000:.{digits}f} ms"
-        for side in ("baseline", "candidate")
-    )
+
+    def times(side: str) -> str:
+        cpu, wall = figures[f"{side}_cpu_median_s"], figures[f"{side}_median_s"]
+        return f"{cpu * 1000:.{digits}f} / {wall * 1000:.{digits}f} ms"
+
+    return times("baseline"), times("candidate")
 
 
 def render_series_thumbnail(report: dict[str, Any]) -> str:
