@@ -33,12 +33,22 @@ class HarnessError(RuntimeError):
 _SERVER_PORTS = range(20000, 32000)
 
 
+# Ports this process has handed out. A port is free until its server binds it, so without this two
+# calls made before either server starts (a stack's HTTP and DICOM ports, RabbitMQ's port and its
+# dist port) could return the same number, and the second server would fail on "already in use".
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now, outside the ephemeral range."""
-    for _ in range(200):
-        port = random.choice(_SERVER_PORTS)
-        if port_is_free(port):
-            return port
+    """A TCP port on 127.0.0.1 that nothing listens on right now, outside the ephemeral range,
+    never handed out before by this process."""
+    with _handed_out_lock:
+        for _ in range(200):
+            port = random.choice(_SERVER_PORTS)
+            if port not in _handed_out and port_is_free(port):
+                _handed_out.add(port)
+                return port
     raise HarnessError(f"no free TCP port found on 127.0.0.1 in {_SERVER_PORTS}")
 
 
@@ -53,11 +63,14 @@ def port_is_free(port: int) -> bool:
 
 
 def free_port_pair() -> int:
-    """A port p such that p and p + 1 are both free (RabbitMQ takes its dist port at p + 1)."""
+    """A port p such that p and p + 1 are both free (RabbitMQ takes its dist port at p + 1);
+    both are reserved against later calls."""
     for _ in range(50):
         port = free_port()
-        if port_is_free(port + 1):
-            return port
+        with _handed_out_lock:
+            if port + 1 not in _handed_out and port + 1 in _SERVER_PORTS and port_is_free(port + 1):
+                _handed_out.add(port + 1)
+                return port
     raise HarnessError("no two consecutive free TCP ports found on 127.0.0.1")
 
 

@@ -30,7 +30,7 @@ from integration.harness.compose import ComposeProject, HostPorts, write_variant
 from integration.harness.containers import ContainerProvider
 from integration.harness.images import broker_images
 from integration.harness.interfaces import Provider
-from integration.harness.processes import free_port, free_port_pair, wait_until
+from integration.harness.processes import HarnessError, free_port, free_port_pair, wait_until
 from orthanc_dicom_events.events import load_schema
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -44,6 +44,9 @@ EVENT_TIMEOUT = 60.0
 RABBITMQ_ACCOUNT = "orthanc:orthanc"
 QUEUE_PATH = "queue/us-east-1/000000000000/dicom-events"
 EXAMPLE_IMAGE = "orthanc-python-plugins/example-orthanc:local"
+# What Orthanc (and the brokers) log when a published port is already bound on the host.
+PORT_TAKEN = "already in use"
+PORT_ATTEMPTS = 3
 
 
 class Deployment:
@@ -160,23 +163,44 @@ def _timed(what: str, action: Any) -> None:
 def deployment(
     request: pytest.FixtureRequest, container_provider: ContainerProvider, tmp_path: Path
 ) -> Iterator[Deployment]:
-    deployment = Deployment(container_provider, tmp_path, request.param)
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        deployment = Deployment(container_provider, tmp_path / f"attempt-{attempt}", request.param)
+        try:
+            _start(deployment.project)
+        except HarnessError as error:
+            # The stack shares the host's network: a port found free can be taken by another
+            # process before the service binds it. Only that failure is worth a second start.
+            if PORT_TAKEN not in str(error) or attempt == PORT_ATTEMPTS:
+                print(deployment.project.logs(lines=80), file=sys.stderr)
+                _down(deployment)
+                raise
+            _down(deployment)
+            print(f"example deployment: a port was taken, new ports: {error}", file=sys.stderr)
+            continue
+        break
     try:
-        _timed("docker-compose up --build", lambda: deployment.project.up(build=True))
-        _timed("services healthy", lambda: deployment.project.wait_healthy(SERVICES, 240))
         yield deployment
     except BaseException:
         print(deployment.project.logs(lines=80), file=sys.stderr)
         raise
     finally:
-        _timed("docker-compose down --volumes", deployment.project.down)
-        left = subprocess.run(
-            ["docker", "ps", "--all", "--quiet", "--filter", f"name={deployment.project.name}"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.split()
-        assert not left, f"containers left after down: {left}"
+        _down(deployment)
+
+
+def _start(project: ComposeProject) -> None:
+    _timed("docker-compose up --build", lambda: project.up(build=True))
+    _timed("services healthy", lambda: project.wait_healthy(SERVICES, 240))
+
+
+def _down(deployment: Deployment) -> None:
+    _timed("docker-compose down --volumes", deployment.project.down)
+    left = subprocess.run(
+        ["docker", "ps", "--all", "--quiet", "--filter", f"name={deployment.project.name}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    assert not left, f"containers left after down: {left}"
 
 
 def _send_one_file(deployment: Deployment, dicom: Path) -> str:

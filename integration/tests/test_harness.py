@@ -19,6 +19,7 @@ import requests
 
 from integration.conftest import OrthancFactory
 from integration.harness import HarnessError, RabbitMQ, SnsEmulator, consume, free_port
+from integration.harness.processes import free_port_pair
 from integration.harness.rabbitmq import amqp_ready
 from integration.watch_events import format_event
 
@@ -345,3 +346,11 @@ def test_watch_events_prints_routing_key_and_json() -> None:
     line = format_event("series.stable", properties, b'{"b": 1, "a": 2}', compact=True)
     assert line == '[series.stable] message_id=m-1 {"a": 2, "b": 1}'
     assert "not json" in format_event("x", properties, b"not json", compact=False)
+
+
+def test_free_ports_are_never_handed_out_twice() -> None:
+    # Nothing binds these ports here, as between picking a stack's ports and starting it.
+    pair = free_port_pair()
+    ports = [free_port() for _ in range(500)]
+    assert len(set(ports)) == len(ports)
+    assert pair not in ports and pair + 1 not in ports
