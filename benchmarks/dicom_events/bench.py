@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks.publish_results import write
 from integration.harness.interfaces import Orthanc, RabbitMQ
 from integration.harness.providers import select_provider
-from integration.harness.rabbitmq import consume
+from integration.harness.rabbitmq import consume, declare_queue
 from orthanc_fake.dicom import make_instance
 
 ALL_EVENTS = {
@@ -270,13 +270,17 @@ def bench_catch_up_rabbitmq(
         config={"DicomEvents": rabbit_section(broker, "bench-catchup", {"StoredInstance": True})},
     ).start()
     try:
+        # The queue is bound before the outage and read after the drain: the broker routes and
+        # stores every event as it would for a consumer on another machine, while this
+        # machine's two cores go to Orthanc and the broker only.
+        declare_queue(broker.url, "bench-catchup", "dicom.#", "bench-catchup")
+        broker.stop()
+        upload_rest(orthanc, instances(count, per_series=500))
+        backlog = orthanc.client.get_json("/dicom-events/status")["Broker"]["Backlog"]
+        broker.start()
+        reconnect, seconds = drain_times(orthanc, timeout=600)
         with consume(broker.url, "bench-catchup", "dicom.#", queue="bench-catchup") as collector:
-            broker.stop()
-            upload_rest(orthanc, instances(count, per_series=500))
-            backlog = orthanc.client.get_json("/dicom-events/status")["Broker"]["Backlog"]
-            broker.start()
-            reconnect, seconds = drain_times(orthanc, timeout=600)
-            collector.wait_for(count, timeout=120)
+            collector.wait_for(count, timeout=300)
     finally:
         orthanc.stop()
     return {

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmarks.dicom_events.bench import instances, rabbit_section, upload_rest
 from integration.harness.providers import select_provider
-from integration.harness.rabbitmq import consume
+from integration.harness.rabbitmq import consume, declare_queue
 
 
 def machine_busy_seconds() -> float:
@@ -134,13 +134,15 @@ def profile_rabbitmq(provider: Any, workdir: Path, changes: int, output: Path) -
             config={"DicomEvents": rabbit_section(broker, "prof", {"StoredInstance": True})},
         ).start()
         try:
+            # As in bench.py: the queue is read after the drain, not during it.
+            declare_queue(broker.url, "prof", "dicom.#", "prof")
+            broker.stop()
+            upload_rest(orthanc, instances(changes, per_series=500))
+            spy = start_profile(orthanc, output)
+            broker.start()
+            drain_measured(orthanc, spy, changes, output)
             with consume(broker.url, "prof", "dicom.#", queue="prof") as collector:
-                broker.stop()
-                upload_rest(orthanc, instances(changes, per_series=500))
-                spy = start_profile(orthanc, output)
-                broker.start()
-                drain_measured(orthanc, spy, changes, output)
-                collector.wait_for(changes, timeout=120)
+                collector.wait_for(changes, timeout=300)
         finally:
             orthanc.stop()
     finally:

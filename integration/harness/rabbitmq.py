@@ -429,6 +429,19 @@ def consume(
     return EventCollector(url, exchange, binding_key, queue=queue).start()
 
 
+def declare_queue(url: str, exchange: str, binding_key: str, queue: str) -> None:
+    """Declare the durable `queue` bound to `exchange`, so what the exchange routes waits there
+    for a later `consume(..., queue=queue)`, outages of the broker included."""
+    connection = _connect(url)
+    try:
+        channel = connection.channel()
+        channel.exchange_declare(exchange, exchange_type="topic", durable=True)
+        channel.queue_declare(queue, durable=True)
+        channel.queue_bind(queue, exchange, routing_key=binding_key)
+    finally:
+        connection.close()
+
+
 def declare_exchange(url: str, exchange: str) -> None:
     """Declare `exchange` as a durable topic exchange (what the plugins publish to)."""
     connection = _connect(url)

@@ -23,7 +23,8 @@ def _event(number: int, size: int = 10, group: str = "study-1") -> OutgoingEvent
         event_type="dicom.instance.stored",
         subject=f"i{number}",
         time="2026-01-01T00:00:00Z",
-        data={"n": number, "pad": "x" * size},
+        # Characters the form encoding of the request must carry intact.
+        data={"n": number, "pad": "x" * size, "name": "MÜLLER^Zoë 李 a+b&c=d"},
         group=group,
     )
 
@@ -77,6 +78,7 @@ def test_batches_reach_a_subscribed_queue_in_order(aws: None, fifo: bool) -> Non
         assert numbers == list(range(25))
     else:
         assert sorted(numbers) == list(range(25))
+    assert json.loads(notifications[0]["Message"])["data"]["name"] == "MÜLLER^Zoë 李 a+b&c=d"
     attributes = notifications[0]["MessageAttributes"]
     assert attributes["type"]["Value"] == "dicom.instance.stored"
 

@@ -16,6 +16,7 @@ from typing import Any
 from ..config import SnsConfig
 from ..envelope import OutgoingEvent
 from . import PublishError, Refusal
+from .form_body import encode_before_signing
 
 BATCH_ENTRIES = 10
 BATCH_BYTES = (
@@ -188,8 +189,11 @@ class SnsPublisher:
                     # One pooled connection per parallel call (botocore keeps 10 by default): a
                     # call never waits for, or opens and drops, a connection of its own.
                     max_pool_connections=max(10, self._parallel_calls),
+                    # Entries are built here, always well formed; SNS checks them again anyway.
+                    parameter_validation=False,
                 ),
             )
+            self._client.meta.events.register("before-sign.sns", encode_before_signing)
         return self._client
 
 
