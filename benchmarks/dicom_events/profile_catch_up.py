@@ -65,8 +65,15 @@ def start_py_spy(pid: int, output: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def summarise(collapsed: Path, top: int = 25) -> None:
-    """The publisher thread's samples by innermost plugin line, and by function on the stack."""
+# Innermost frames of a thread that waits rather than works (py-spy records them with --idle).
+IDLE_FRAMES = ("Condition.wait", "readinto", "select", "poll (", "sleep", "_worker (concurrent")
+
+
+def summarise(
+    collapsed: Path, top: int = 25, marker: str = "orthanc_dicom_events", busy_only: bool = False
+) -> None:
+    """Samples of the threads running `marker`'s code, by innermost line and by function on the
+    stack; `busy_only` leaves out samples that were waiting."""
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
     total = 0
@@ -74,14 +81,16 @@ def summarise(collapsed: Path, top: int = 25) -> None:
         stack, _, count_text = line.rpartition(" ")
         frames = stack.split(";")
         count = int(count_text)
-        if not any("orthanc_dicom_events" in f for f in frames):
+        if not any(marker in f for f in frames):
+            continue
+        if busy_only and any(idle in frames[-1] for idle in IDLE_FRAMES):
             continue
         total += count
         innermost = frames[-1]
         own[_short(innermost)] += count
         for frame in set(frames[1:]):
             inclusive[_short(frame)] += count
-    print(f"publisher samples: {total}")
+    print(f"samples of {marker} threads{' (busy only)' if busy_only else ''}: {total}")
     print("\n-- innermost frame (self time) --")
     for name, count in own.most_common(top):
         print(f"{100 * count / max(total, 1):5.1f}%  {name}")
