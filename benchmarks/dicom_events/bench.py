@@ -12,10 +12,13 @@
    ratio. TCP_NODELAY=1 is set for both DCMTK ends (see NO_NAGLE).
 2. catch-up: changes recorded while the broker is away, then events/s until the backlog is empty
    (RabbitMQ: broker stopped and started again; SNS: the topic appears only after the burst);
-   each broker's round with the median rate is reported, every round's rate beside it.
+   each broker's round with the median rate is reported, every round's rate beside it. The
+   RabbitMQ queue is bound before the outage and read only after the drain, then checked to
+   hold every event: a consumer belongs on another machine, not on the two cores measured.
 3. latency: a steady upload rate, throttle off: upload answered -> event received, p50 / p99.
 
-Writes results.json to --output (default: results/ beside this script, and then results.md and
+Writes results.json to --output (default: results/ beside this script, results-<flavour>/ for
+another flavour than debian-12; from results/, results.md and
 the README tables are generated from it by benchmarks/publish_results.py).
 """
 
@@ -43,6 +46,7 @@ from pydicom.uid import generate_uid
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmarks.publish_results import write
+from integration.harness import flavours
 from integration.harness.interfaces import Orthanc, RabbitMQ
 from integration.harness.providers import select_provider
 from integration.harness.rabbitmq import consume, declare_queue
@@ -421,12 +425,15 @@ def main() -> None:
                 print(json.dumps(results["latency"]), flush=True)
             if "catch-up" in only:
                 rabbit_rounds, sns_rounds = [], []
-                for _ in range(args.catch_up_rounds):
+                for number in range(args.catch_up_rounds):
+                    # A fresh Orthanc per round: on Orthanc 1.13 every lookup slows down as the
+                    # index grows, so a shared storage would make each round slower than the last.
+                    rounds_dir = workdir / f"catch-up-round-{number + 1}"
                     rabbit_rounds.append(
-                        bench_catch_up_rabbitmq(provider, broker, workdir, args.catch_up)
+                        bench_catch_up_rabbitmq(provider, broker, rounds_dir, args.catch_up)
                     )
                     print(json.dumps(rabbit_rounds[-1]), flush=True)
-                    sns_rounds.append(bench_catch_up_sns(provider, workdir, args.catch_up))
+                    sns_rounds.append(bench_catch_up_sns(provider, rounds_dir, args.catch_up))
                     print(json.dumps(sns_rounds[-1]), flush=True)
                 results["catch_up_rabbitmq"] = median_round(rabbit_rounds)
                 results["catch_up_sns"] = median_round(sns_rounds)
@@ -435,6 +442,9 @@ def main() -> None:
     stamp = measured_stamp()
     for section in results.values():
         section["measured"] = stamp
+    flavour = flavours.selected_flavour()
+    if args.output is None and flavour != "debian-12":
+        args.output = Path(__file__).parent / f"results-{flavour}"  # never over debian-12's
     target = (args.output or Path(__file__).parent / "results") / "results.json"
     if target.is_file():
         # A partial run (--only) replaces its own sections and keeps the others, each with
