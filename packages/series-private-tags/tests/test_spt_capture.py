@@ -198,7 +198,7 @@ def test_a_new_series_needs_no_metadata_read(
     assert plugin.store.get(series).values == {"QueueID": "x"}
 
 
-def test_a_burst_costs_one_lookup_and_one_write_per_series(
+def test_a_burst_costs_at_most_two_lookups_and_one_write_per_series(
     orthanc_and_plugin: Pair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake, plugin = orthanc_and_plugin
@@ -214,7 +214,9 @@ def test_a_burst_costs_one_lookup_and_one_write_per_series(
         for n in range(1, 7)
     ]
     ids = ingest(fake, plugin, *files)
-    assert posts == ["/tools/bulk-content"]
+    # The first instance is looked up alone; it lacks the tag, so the rest of the burst is
+    # looked up in one more call.
+    assert posts == ["/tools/bulk-content"] * 2
     assert not [uri for uri in gets if uri.startswith("/instances/") and uri.count("/") == 2]
     # Read until the value is known (the third instance), then no more DICOM reads.
     assert len([uri for uri in gets if uri.endswith("/file")]) == 3
@@ -335,3 +337,47 @@ def test_later_instances_of_a_complete_series_cost_no_call_at_all(
     # An instance of another series is still looked up and read.
     ingest(fake, plugin, instance("1.9.51", "1.9.51.1", tags))
     assert posts == ["/tools/bulk-content"]
+
+
+def test_a_new_series_batch_looks_up_only_its_first_instance(
+    orthanc_and_plugin: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, plugin = orthanc_and_plugin
+    bodies: list[dict[str, object]] = []
+    real_post = fake.RestApiPost
+
+    def post(uri: str, body: bytes) -> bytes:
+        bodies.append(json.loads(body))
+        return real_post(uri, body)
+
+    monkeypatch.setattr(fake, "RestApiPost", post)
+    tags = {0x11: ("UT", "q"), 0x12: ("LO", "s"), 0x13: ("CS", "Y")}
+    ids = ingest(fake, plugin, *[instance("1.9.60", f"1.9.60.{n}", tags) for n in range(1, 7)])
+    # One batch: the first instance is looked up and read; it completes the series, so the
+    # five others of the batch are skipped without a lookup.
+    assert [b["Resources"] for b in bodies] == [[ids[0]]]
+    assert (plugin.worker.captured_instances, plugin.worker.skipped_instances) == (1, 5)
+    assert metadata(fake, series_of(fake, ids[0])) == {
+        "QueueID": "q",
+        "SourceSeries": "s",
+        "OutputFlag": "EXISTS",
+    }
+
+
+def test_followers_are_read_when_the_first_instance_lacks_a_tag(
+    orthanc_and_plugin: Pair,
+) -> None:
+    fake, plugin = orthanc_and_plugin
+    ids = ingest(
+        fake,
+        plugin,
+        instance("1.9.61", "1.9.61.1", {0x11: ("UT", "q")}),
+        instance("1.9.61", "1.9.61.2", {0x11: ("UT", "q")}),
+        instance("1.9.61", "1.9.61.3", {0x12: ("LO", "late"), 0x13: ("CS", "Y")}),
+    )
+    assert metadata(fake, series_of(fake, ids[0])) == {
+        "QueueID": "q",
+        "SourceSeries": "late",
+        "OutputFlag": "EXISTS",
+    }
+    assert plugin.worker.captured_instances == 3

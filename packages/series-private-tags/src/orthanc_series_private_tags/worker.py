@@ -313,10 +313,48 @@ class Worker:
     def _capture_all(self, instance_ids: list[str]) -> None:
         """Read the instances of series still missing a tag, in order; one write per series.
 
+        Of a series Orthanc signalled, the first instance goes first, alone: it usually carries
+        every configured tag, and then the series' other instances of the batch are skipped
+        without being looked up (a lookup's cost grows with the index on Orthanc 1.13).
         What Orthanc cannot serve now is captured again later, instance by instance: one
         failing call never costs the rest of the batch.
         """
-        instance_ids = self._not_yet_complete(instance_ids)
+        remaining = self._not_yet_complete(instance_ids)
+        first_of_series: set[str] = set()
+        leaders: list[str] = []
+        followers: list[tuple[str, str]] = []
+        for instance_id, series_id in remaining:
+            if series_id is None or series_id not in first_of_series:
+                if series_id is not None:
+                    first_of_series.add(series_id)
+                leaders.append(instance_id)
+            else:
+                followers.append((instance_id, series_id))
+        merged: dict[str, SeriesValues] = {}
+        read_for: dict[str, list[str]] = {}
+        self._read_into(leaders, merged, read_for)
+        rest = [i for i, series_id in followers if not self._known_complete(series_id, merged)]
+        self._read_into(rest, merged, read_for)
+        self._write(merged, read_for)
+
+    def _known_complete(self, series_id: str, merged: dict[str, SeriesValues]) -> bool:
+        values = merged.get(series_id)
+        if values is None:
+            entry = self._store.mirrored_entry(series_id)
+            complete = entry is not None and entry.complete
+        else:
+            complete = is_complete(values, self._tags)
+        if complete:
+            self.skipped_instances += 1
+        return complete
+
+    def _read_into(
+        self,
+        instance_ids: list[str],
+        merged: dict[str, SeriesValues],
+        read_for: dict[str, list[str]],
+    ) -> None:
+        """Look the instances up in one call and merge what each one carries (no write)."""
         if not instance_ids:
             return
         try:
@@ -324,8 +362,6 @@ class Worker:
         except HostError as error:
             self._capture_later(instance_ids, error)
             return
-        merged: dict[str, SeriesValues] = {}
-        read_for: dict[str, list[str]] = {}
         for instance in instances:
             series_id = instance.series_id
             values = merged.get(series_id)
@@ -353,6 +389,9 @@ class Worker:
             self._attempts.pop(instance.instance_id, None)
             merged[series_id] = merge(values, found, self._tags)
             read_for.setdefault(series_id, []).append(instance.instance_id)
+
+    def _write(self, merged: dict[str, SeriesValues], read_for: dict[str, list[str]]) -> None:
+        """One write per series, of what the batch added."""
         for series_id, values in merged.items():
             try:
                 if self._shared_index:
@@ -366,19 +405,17 @@ class Worker:
             except HostError as error:
                 self._capture_later(read_for[series_id], error)
 
-    def _not_yet_complete(self, instance_ids: list[str]) -> list[str]:
+    def _not_yet_complete(self, instance_ids: list[str]) -> list[tuple[str, str | None]]:
         """Leave out, with no call to Orthanc, the instances whose series (as Orthanc signalled
-        it) is known complete: in a long series, every instance after the first few."""
+        it) is known complete: in a long series, every instance after the first few. The others
+        come with their signalled series, None when Orthanc signalled none."""
         with self._wakeup:
             hints = {i: self._series_hints.pop(i, None) for i in instance_ids}
-        remaining: list[str] = []
+        remaining: list[tuple[str, str | None]] = []
         for instance_id in instance_ids:
             series_id = hints[instance_id]
-            entry = self._store.mirrored_entry(series_id) if series_id is not None else None
-            if entry is not None and entry.complete:
-                self.skipped_instances += 1
-            else:
-                remaining.append(instance_id)
+            if series_id is None or not self._known_complete(series_id, {}):
+                remaining.append((instance_id, series_id))
         return remaining
 
     def _series_of(self, instance_ids: list[str]) -> list[_NewInstance]:
