@@ -533,16 +533,20 @@ def render_rest_calls(results: dict[str, Any]) -> str:
         "series": "`GET /series/{id}`",
         "put_series_metadata": "`PUT /series/{id}/metadata/...`",
         "changes_100": "`GET /changes?limit=100`",
+        "instance": "`GET /instances/{id}`",
     }
     rows = results["rows"]
+    index = {"postgresql": "PostgreSQL (its index plugin)"}.get(results.get("index", ""), "SQLite")
     lines = [
-        f"{results['flavour']}: Orthanc {results['orthanc_version']}, ms per call (mean of"
-        f" {results['repeats']}, HTTP included) with this many instances stored.",
+        f"{results['flavour']}: Orthanc {results['orthanc_version']}, index in {index}, ms per"
+        f" call (mean of {results['repeats']}, HTTP included) with this many instances stored.",
         "",
         "| call | " + " | ".join(f"{row['instances']:,}" for row in rows) + " | last / first |",
         "|---|" + "---|" * (len(rows) + 1),
     ]
     for key, label in names.items():
+        if key not in rows[0]:
+            continue  # a call measured only by later runs
         cells = " | ".join(f"{row[key]:.2f}" for row in rows)
         lines.append(f"| {label} | {cells} | {rows[-1][key] / rows[0][key]:.1f} |")
     lines += ["", f"Command: `{results['command'].strip()}`"]
