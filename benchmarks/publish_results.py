@@ -456,6 +456,15 @@ def results_file(name: str, folder: str = "results") -> Path:
     return BENCHMARKS / name / folder / "results.json"
 
 
+def results_folder(name: str, flavour: str = "debian-12", variant: str = "") -> Path:
+    """Where a benchmark's run on `flavour` (and a `variant` of its set-up) keeps its results:
+    results/ for debian-12's default set-up, results-<flavour>[-<variant>]/ otherwise, so that
+    no run overwrites another flavour's figures."""
+    if flavour == "debian-12" and not variant:
+        return BENCHMARKS / name / "results"
+    return BENCHMARKS / name / ("-".join(["results", flavour, *([variant] if variant else [])]))
+
+
 def load(path: Path) -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads(path.read_text())
     return loaded
@@ -513,9 +522,10 @@ def publish(check: bool = False) -> list[Path]:
 
 
 def write(name: str, results: dict[str, Any], output: Path | None = None) -> str:
-    """Save a benchmark's results; into one of its own results*/ folders, every file generated
-    from it follows. Returns the rendered Markdown."""
-    folder = (output or results_file(name).parent).resolve()
+    """Save a benchmark's results (by default in its flavour's folder, see `results_folder`);
+    into one of its own results*/ folders, every file generated from it follows. Returns the
+    rendered Markdown."""
+    folder = (output or results_folder(name, results.get("flavour", "debian-12"))).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     if folder.parent == BENCHMARKS / name and folder.name.startswith("results"):

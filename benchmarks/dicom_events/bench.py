@@ -45,7 +45,7 @@ from pydicom.uid import generate_uid
 # Run as a script from anywhere: the harness lives in the repository's `integration` package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from benchmarks.publish_results import write
+from benchmarks.publish_results import results_folder, write
 from integration.harness import flavours
 from integration.harness.interfaces import Orthanc, RabbitMQ
 from integration.harness.providers import select_provider
@@ -442,10 +442,8 @@ def main() -> None:
     stamp = measured_stamp()
     for section in results.values():
         section["measured"] = stamp
-    flavour = flavours.selected_flavour()
-    if args.output is None and flavour != "debian-12":
-        args.output = Path(__file__).parent / f"results-{flavour}"  # never over debian-12's
-    target = (args.output or Path(__file__).parent / "results") / "results.json"
+    folder = args.output or results_folder("dicom_events", flavours.selected_flavour())
+    target = folder / "results.json"
     if target.is_file():
         # A partial run (--only) replaces its own sections and keeps the others, each with
         # the date and commit it was measured at.
@@ -455,7 +453,7 @@ def main() -> None:
             previous.pop("catch_up_sns_moto", None)  # its emulator is whichever runs now
         results = {**previous, **results}
     catch_up_note(results)
-    print(write("dicom_events", results, args.output))
+    print(write("dicom_events", results, folder))
 
 
 def catch_up_note(results: dict[str, Any]) -> None:

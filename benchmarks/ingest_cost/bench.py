@@ -433,11 +433,7 @@ def main() -> None:
         "--output", type=Path, help="default: results/ here, and the READMEs' tables follow"
     )
     arguments = parser.parse_args()
-    results = run(arguments)
-    output = arguments.output
-    if output is None and results["flavour"] != "debian-12":
-        output = Path(__file__).parent / f"results-{results['flavour']}"
-    print(write("ingest_cost", results, output))
+    print(write("ingest_cost", run(arguments), arguments.output))
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmarks.dicom_events.bench import upload_rest
 from benchmarks.ingest_cost.bench import instances
-from benchmarks.publish_results import write
+from benchmarks.publish_results import results_folder, write
 from integration.harness import flavours
 from integration.harness.cluster import cluster_config
 from integration.harness.postgres import open_server
@@ -123,10 +123,8 @@ def main() -> None:
         + "python benchmarks/rest_calls/bench.py "
         + " ".join(sys.argv[1:]),
     }
-    output = arguments.output
-    if output is None and (flavour != "debian-12" or arguments.index != "sqlite"):
-        suffix = "" if arguments.index == "sqlite" else f"-{arguments.index}"
-        output = Path(__file__).parent / f"results-{flavour}{suffix}"
+    variant = "" if arguments.index == "sqlite" else arguments.index
+    output = arguments.output or results_folder("rest_calls", flavour, variant)
     print(write("rest_calls", results, output))
 
 

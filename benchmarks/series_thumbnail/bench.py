@@ -272,10 +272,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="thumbnail-bench-") as workdir:
         report = run(args.requests, args.restarts, Path(workdir))
-    output = args.output
-    if output is None and report["flavour"] != "debian-12":
-        output = Path(__file__).parent / f"results-{report['flavour']}"
-    print(write("series_thumbnail", report, output))
+    print(write("series_thumbnail", report, args.output))
     return 0 if all(r["met"] for r in report["results"]) else 1
 
 
