@@ -170,11 +170,12 @@ def deployment(
         except HarnessError as error:
             # The stack shares the host's network: a port found free can be taken by another
             # process before the service binds it. Only that failure is worth a second start.
-            if PORT_TAKEN not in str(error) or attempt == PORT_ATTEMPTS:
+            final = PORT_TAKEN not in str(error) or attempt == PORT_ATTEMPTS
+            if final:
                 print(deployment.project.logs(lines=80), file=sys.stderr)
-                _down(deployment)
-                raise
             _down(deployment)
+            if final:
+                raise
             print(f"example deployment: a port was taken, new ports: {error}", file=sys.stderr)
             continue
         break

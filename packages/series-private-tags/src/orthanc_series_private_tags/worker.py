@@ -319,17 +319,16 @@ class Worker:
         What Orthanc cannot serve now is captured again later, instance by instance: one
         failing call never costs the rest of the batch.
         """
-        remaining = self._not_yet_complete(instance_ids)
-        first_of_series: set[str] = set()
+        seen: set[str] = set()
         leaders: list[str] = []
         followers: list[tuple[str, str]] = []
-        for instance_id, series_id in remaining:
-            if series_id is None or series_id not in first_of_series:
-                if series_id is not None:
-                    first_of_series.add(series_id)
-                leaders.append(instance_id)
-            else:
+        for instance_id, series_id in self._not_yet_complete(instance_ids):
+            if series_id is not None and series_id in seen:
                 followers.append((instance_id, series_id))
+                continue
+            leaders.append(instance_id)
+            if series_id is not None:
+                seen.add(series_id)
         merged: dict[str, SeriesValues] = {}
         read_for: dict[str, list[str]] = {}
         self._read_into(leaders, merged, read_for)
@@ -337,8 +336,12 @@ class Worker:
         self._read_into(rest, merged, read_for)
         self._write(merged, read_for)
 
-    def _known_complete(self, series_id: str, merged: dict[str, SeriesValues]) -> bool:
-        values = merged.get(series_id)
+    def _known_complete(
+        self, series_id: str, merged: dict[str, SeriesValues] | None = None
+    ) -> bool:
+        """Every configured tag known for the series: from this batch's merge, else from the
+        mirror (no call to Orthanc); counts the instance as skipped when so."""
+        values = (merged or {}).get(series_id)
         if values is None:
             entry = self._store.mirrored_entry(series_id)
             complete = entry is not None and entry.complete
@@ -414,7 +417,7 @@ class Worker:
         remaining: list[tuple[str, str | None]] = []
         for instance_id in instance_ids:
             series_id = hints[instance_id]
-            if series_id is None or not self._known_complete(series_id, {}):
+            if series_id is None or not self._known_complete(series_id):
                 remaining.append((instance_id, series_id))
         return remaining
 
