@@ -20,7 +20,7 @@ ImageFormat = Literal["jpeg", "png"]
 MIME_TYPES: dict[ImageFormat, str] = {"jpeg": "image/jpeg", "png": "image/png"}
 
 # Bump when the produced bytes change for the same inputs: it is part of every ETag.
-RENDERING_VERSION = 1
+RENDERING_VERSION = 2
 
 # Refuse absurd frames before decoding them (a 1024x1024 thumbnail never needs more).
 _MAX_SOURCE_PIXELS = 20_000 * 20_000
@@ -79,8 +79,11 @@ def scale_and_encode(rendered: bytes, spec: RenderSpec) -> bytes:
     scale = spec.size / max(image.width, image.height)
     target = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     if target != image.size:
-        # reducing_gap shrinks by whole factors first: much faster, same look at thumbnail sizes.
-        image = image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        # Shrinking averages each target pixel's area (box), the usual filter for thumbnails and
+        # 3-4x cheaper than Lanczos on a 512x512 CT; enlarging interpolates. reducing_gap first
+        # shrinks by whole factors (a 2048 px frame costs about what a 512 px one does).
+        resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
+        image = image.resize(target, resample, reducing_gap=2.0)
     out = io.BytesIO()
     if spec.image_format == "png":
         image.save(out, "PNG", compress_level=6)
