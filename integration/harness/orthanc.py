@@ -130,6 +130,23 @@ _COLLECTIONS = {
 }
 
 
+# Orthanc 1.10's file storage checks whether a file's folder exists, then creates it: two
+# uploads landing in the same new folder at once make one of them fail with 2001 ("Unable to
+# create a subdirectory or a file in the file storage"), nothing stored. Concurrent uploads into
+# a fresh storage meet it now and then; the client a user would write tries again, as this does.
+STORAGE_RACE_ATTEMPTS = 3
+_STORAGE_CANNOT_WRITE = 2001
+
+
+def _lost_storage_race(response: requests.Response) -> bool:
+    if response.status_code != 500:
+        return False
+    try:
+        return bool(response.json().get("OrthancStatus") == _STORAGE_CANNOT_WRITE)
+    except ValueError:
+        return False
+
+
 class OrthancClient:
     """A small REST client for one Orthanc."""
 
@@ -169,9 +186,16 @@ class OrthancClient:
     def upload_file(self, dicom: Path | bytes) -> dict[str, Any]:
         """POST one DICOM file to /instances; returns Orthanc's answer (ID, ParentSeries, ...)."""
         data = dicom.read_bytes() if isinstance(dicom, Path) else dicom
-        answer: dict[str, Any] = self.json(
-            "POST", "/instances", data=data, headers={"Content-Type": "application/dicom"}
-        )
+        headers = {"Content-Type": "application/dicom"}
+        for _ in range(STORAGE_RACE_ATTEMPTS):
+            response = self.request("POST", "/instances", data=data, headers=headers)
+            if not _lost_storage_race(response):
+                break
+        if not response.ok:
+            raise HarnessError(
+                f"POST /instances answered HTTP {response.status_code}: {response.text[:500]}"
+            )
+        answer: dict[str, Any] = response.json()
         return answer
 
     def wait_stable(self, level: str, resource_id: str, timeout: float = 15.0) -> dict[str, Any]:

@@ -354,3 +354,44 @@ def test_free_ports_are_never_handed_out_twice() -> None:
     ports = [free_port() for _ in range(500)]
     assert len(set(ports)) == len(ports)
     assert pair not in ports and pair + 1 not in ports
+
+
+def test_upload_tries_again_after_orthancs_storage_folder_race() -> None:
+    import http.server
+    import threading
+
+    from integration.harness.orthanc import OrthancClient
+
+    answers = [
+        (500, {"OrthancStatus": 2001, "Message": "Unable to create a subdirectory"}),
+        (200, {"ID": "stored", "Status": "Success"}),
+        (500, {"OrthancStatus": 2007, "Message": "Bad file format"}),
+    ]
+    bodies: list[bytes] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+            status, body = answers.pop(0)
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = OrthancClient(f"http://127.0.0.1:{server.server_address[1]}")
+        assert client.upload_file(b"DICM")["ID"] == "stored"
+        assert bodies == [b"DICM", b"DICM"]  # the lost race sent again, once
+        with pytest.raises(HarnessError, match=r"HTTP 500.*2007"):
+            client.upload_file(b"DICM")  # any other error is not tried again
+        assert len(bodies) == 3
+    finally:
+        server.shutdown()
+        server.server_close()
