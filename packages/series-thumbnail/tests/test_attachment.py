@@ -226,3 +226,27 @@ def test_without_prerendering_or_cache_a_request_stores_it_once(
     assert (status["Renderings"], status["Attachment"]["Stored"]) == (2, 1), status
     assert status["Attachment"]["Loaded"] == 3
     fake.stop()
+
+
+def test_the_plugins_own_writes_do_not_hold_the_next_stable_series(
+    storing: Thumbnails, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The stable-series work waits for a pause in Orthanc's changes. Its own writes (the choice
+    # in metadata, the thumbnail as an attachment) are changes too: counted, every series would
+    # wait a full pause after the previous one's writes.
+    fake, plugin = storing.fake, storing.plugin
+    series_ids = [
+        store(fake, [ct(series, k, 10 * k) for k in range(3)]).series_id
+        for series in (Series(), Series(), Series())
+    ]
+    fake.deliver_pending_changes()
+    assert plugin.worker.wait_idle(5)
+    noted: list[str] = []
+    real = plugin.worker.note_change
+    monkeypatch.setattr(plugin.worker, "note_change", lambda: (noted.append("change"), real()))
+    for series_id in series_ids:
+        fake.fire_change(fake.ChangeType.STABLE_SERIES, fake.ResourceType.SERIES, series_id)
+    assert plugin.worker.wait_idle(5)
+    assert all(stored_bytes(fake, series_id) for series_id in series_ids)
+    assert fake.deliver_pending_changes() == 6  # a choice and a thumbnail per series
+    assert noted == ["change"] * 3  # the three stable series only

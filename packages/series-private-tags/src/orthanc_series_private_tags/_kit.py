@@ -156,6 +156,7 @@ class OrthancConstants:
     orthanc_started: int
     orthanc_stopped: int
     updated_metadata: int
+    updated_attachment: int
     patient: int
     study: int
     series: int
@@ -175,6 +176,7 @@ class OrthancConstants:
             orthanc_started=int(change.ORTHANC_STARTED),
             orthanc_stopped=int(change.ORTHANC_STOPPED),
             updated_metadata=int(change.UPDATED_METADATA),
+            updated_attachment=int(change.UPDATED_ATTACHMENT),
             patient=int(level.PATIENT),
             study=int(level.STUDY),
             series=int(level.SERIES),

@@ -42,11 +42,16 @@ class SeriesThumbnailPlugin:
         )
         self.service.store_later = self.worker.store_requested
         self._kinds = self.host.constants
+        self._writes = frozenset({self._kinds.updated_metadata, self._kinds.updated_attachment})
 
     def on_change(self, change_type: int, level: int, resource_id: str) -> None:
         """Orthanc's change callback: only queues work, the worker thread does the REST calls."""
-        self.worker.note_change()
         kinds = self._kinds
+        if change_type not in self._writes:
+            # Metadata and attachment updates are what the plugins' own work writes (this
+            # plugin's choice and thumbnail among them): counted as activity, each stable
+            # series would wait a full pause after the previous one's writes.
+            self.worker.note_change()
         if change_type == kinds.orthanc_started:
             self.worker.start()
         elif change_type == kinds.orthanc_stopped:
