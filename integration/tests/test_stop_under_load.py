@@ -22,16 +22,17 @@ pytestmark = pytest.mark.e2e
 SERIES = 2_000
 GRACE_SECONDS = 10.0
 # Open: in the debian-sid container (Orthanc 1.13.0, plugin 7.1, Orthanc as the container's
-# PID 1) a stop now and then takes the whole 30 s, Orthanc's log going silent from the moment
-# the stop is asked until it is killed; 14 runs in a row stopped in 2.7-4.5 s, the next CI run
-# hit it again. As a process (chrooted, same rootfs) and on debian-12/13 it stops in 2.6-4 s.
-# Not strict: a run that holds reports XPASS; a slow one still prints the end of Orthanc's log.
+# PID 1) the stop is often slow: on one machine, 3 of 4 runs took the whole 30 s (Orthanc killed,
+# its log silent after the stop request) while series-thumbnail counted the echoes of its own
+# writes as Orthanc's activity, and 3 of 4 took 12-17 s once it stopped doing so (the others
+# 3-6 s). As a process (chrooted, same rootfs) and on debian-12/13 it stops in 2.6-4 s. Not
+# strict: a run that holds reports XPASS; a slow one still prints the end of Orthanc's log.
 IN_A_CONTAINER = os.environ.get("HARNESS_PROVIDER", "") in ("docker", "compose")
 
 
 @pytest.mark.xfail(
     IN_A_CONTAINER and os.environ.get("HARNESS_FLAVOUR") == "debian-sid",
-    reason="Orthanc 1.13 as a container's PID 1 sometimes takes 30 s to stop here (open)",
+    reason="Orthanc 1.13 as a container's PID 1 often takes more than 10 s to stop here (open)",
     strict=False,
 )
 def test_the_three_plugins_stop_within_ten_seconds_under_load(

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 from thumbnail_testing import (
+    METADATA_NAME,
     RestSpy,
     Series,
     Thumbnails,
@@ -228,25 +229,28 @@ def test_without_prerendering_or_cache_a_request_stores_it_once(
     fake.stop()
 
 
-def test_the_plugins_own_writes_do_not_hold_the_next_stable_series(
-    storing: Thumbnails, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_workers_own_writes_do_not_hold_the_next_stable_series(storing: Thumbnails) -> None:
     # The stable-series work waits for a pause in Orthanc's changes. Its own writes (the choice
     # in metadata, the thumbnail as an attachment) are changes too: counted, every series would
-    # wait a full pause after the previous one's writes.
-    fake, plugin = storing.fake, storing.plugin
+    # wait a whole pause after the previous one's writes.
+    fake, worker = storing.fake, storing.plugin.worker
     series_ids = [
         store(fake, [ct(series, k, 10 * k) for k in range(3)]).series_id
         for series in (Series(), Series(), Series())
     ]
     fake.deliver_pending_changes()
-    assert plugin.worker.wait_idle(5)
-    noted: list[str] = []
-    real = plugin.worker.note_change
-    monkeypatch.setattr(plugin.worker, "note_change", lambda: (noted.append("change"), real()))
+    assert worker.wait_idle(5)
     for series_id in series_ids:
         fake.fire_change(fake.ChangeType.STABLE_SERIES, fake.ResourceType.SERIES, series_id)
-    assert plugin.worker.wait_idle(5)
+    assert worker.wait_idle(5)
     assert all(stored_bytes(fake, series_id) for series_id in series_ids)
+    last_activity = worker.last_activity()
     assert fake.deliver_pending_changes() == 6  # a choice and a thumbnail per series
-    assert noted == ["change"] * 3  # the three stable series only
+    assert worker.last_activity() == last_activity
+    # Someone else's update of another series is Orthanc's activity, as any other change is.
+    other = store(fake, [ct(Series(), 0, 10)]).series_id
+    fake.deliver_pending_changes()
+    last_activity = worker.last_activity()
+    fake.RestApiPut(f"/series/{other}/metadata/{METADATA_NAME}", b"someone else's")
+    assert fake.deliver_pending_changes() == 1
+    assert worker.last_activity() > last_activity

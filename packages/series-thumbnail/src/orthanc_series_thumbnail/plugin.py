@@ -42,15 +42,14 @@ class SeriesThumbnailPlugin:
         )
         self.service.store_later = self.worker.store_requested
         self._kinds = self.host.constants
-        self._writes = frozenset({self._kinds.updated_metadata, self._kinds.updated_attachment})
+        self._updates = frozenset({self._kinds.updated_metadata, self._kinds.updated_attachment})
 
     def on_change(self, change_type: int, level: int, resource_id: str) -> None:
         """Orthanc's change callback: only queues work, the worker thread does the REST calls."""
         kinds = self._kinds
-        if change_type not in self._writes:
-            # Metadata and attachment updates are what the plugins' own work writes (this
-            # plugin's choice and thumbnail among them): counted as activity, each stable
-            # series would wait a full pause after the previous one's writes.
+        if change_type in self._updates and level == kinds.series:
+            self.worker.note_update(resource_id)  # maybe the echo of the worker's own write
+        else:
             self.worker.note_change()
         if change_type == kinds.orthanc_started:
             self.worker.start()

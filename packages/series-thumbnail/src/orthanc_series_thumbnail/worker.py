@@ -17,6 +17,11 @@ _STOP_TIMEOUT_SECONDS = 5.0
 # that work running alongside, 20,000 queued changes took 14-28 s to deliver, 3 s without it.
 QUIET_SECONDS = 0.05
 MOST_WAIT_SECONDS = 1.0
+# A metadata or attachment update of a series this worker just wrote to is the echo of its own
+# write, not Orthanc's activity: counted, each queued series would wait a whole pause after the
+# previous one's writes. Echoes come within moments; a late one only costs one pause.
+ECHO_SECONDS = 5.0
+_ECHO_SERIES = 10_000
 
 
 class SeriesTask(Enum):
@@ -49,10 +54,24 @@ class ChangeWorker:
         self._thread = BackgroundThread(host, "series-thumbnail", self._run)
         self._busy = False
         self._last_change = float("-inf")
+        self._written: OrderedDict[str, float] = OrderedDict()  # series -> echoes expected until
 
     def note_change(self) -> None:
         """Orthanc signalled a change (the change callback's first step)."""
         self._last_change = time.monotonic()
+
+    def last_activity(self) -> float:
+        """When Orthanc last signalled a change that counts as activity (`time.monotonic()`)."""
+        return self._last_change
+
+    def note_update(self, series_id: str) -> None:
+        """Orthanc signalled a metadata or attachment update of a series: activity, unless it
+        echoes this worker's own write."""
+        now = time.monotonic()
+        with self._condition:
+            own = self._written.get(series_id, float("-inf")) >= now
+        if not own:
+            self._last_change = now
 
     def series_changed(self, series_id: str) -> None:
         # A change after "stable" means the series is unstable again: only the reset remains.
@@ -128,10 +147,19 @@ class ChangeWorker:
                 series_id, tasks = work
                 if SeriesTask.STABLE in tasks or SeriesTask.STORE in tasks:
                     self._wait_for_quiet(stopping)
+                self._expect_echoes(series_id)  # echoes may come while the tasks still run
                 for task in tasks:
                     self._guarded(
                         f"{task.value} series {series_id}", self._handlers[task], series_id
                     )
+                self._expect_echoes(series_id)
+
+    def _expect_echoes(self, series_id: str) -> None:
+        with self._condition:
+            self._written[series_id] = time.monotonic() + ECHO_SECONDS
+            self._written.move_to_end(series_id)
+            while len(self._written) > _ECHO_SERIES:
+                self._written.popitem(last=False)
 
     def _wait_for_quiet(self, stopping: threading.Event) -> None:
         deadline = time.monotonic() + MOST_WAIT_SECONDS
