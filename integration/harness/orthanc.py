@@ -138,6 +138,15 @@ STORAGE_RACE_ATTEMPTS = 3
 _STORAGE_CANNOT_WRITE = 2001
 
 
+def _succeeded(method: str, path: str, response: requests.Response) -> Any:
+    """The JSON answer of a request that must succeed; HarnessError otherwise."""
+    if not response.ok:
+        raise HarnessError(
+            f"{method} {path} answered HTTP {response.status_code}: {response.text[:500]}"
+        )
+    return response.json()
+
+
 def _lost_storage_race(response: requests.Response) -> bool:
     if response.status_code != 500:
         return False
@@ -173,12 +182,7 @@ class OrthancClient:
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         """The JSON answer of a request that must succeed."""
-        response = self.request(method, path, **kwargs)
-        if not response.ok:
-            raise HarnessError(
-                f"{method} {path} answered HTTP {response.status_code}: {response.text[:500]}"
-            )
-        return response.json()
+        return _succeeded(method, path, self.request(method, path, **kwargs))
 
     def get_json(self, path: str, **kwargs: Any) -> Any:
         return self.json("GET", path, **kwargs)
@@ -191,11 +195,7 @@ class OrthancClient:
             response = self.request("POST", "/instances", data=data, headers=headers)
             if not _lost_storage_race(response):
                 break
-        if not response.ok:
-            raise HarnessError(
-                f"POST /instances answered HTTP {response.status_code}: {response.text[:500]}"
-            )
-        answer: dict[str, Any] = response.json()
+        answer: dict[str, Any] = _succeeded("POST", "/instances", response)
         return answer
 
     def wait_stable(self, level: str, resource_id: str, timeout: float = 15.0) -> dict[str, Any]:
