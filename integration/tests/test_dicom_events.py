@@ -169,6 +169,9 @@ def test_every_event_type_reaches_rabbitmq(
     assert status["Broker"]["State"] == "connected"
     assert status["Broker"]["Backlog"] == 0
     assert status["Broker"]["Published"] == len(messages)
+    # Unthrottled: the second instance's tags were taken as Orthanc stored it; the first's were
+    # read afterwards (a value over 256 characters, which Orthanc's JSON leaves out).
+    assert status["InstanceTagsCapturedOnStore"] == 1
     metrics = orthanc.client.get("/tools/metrics-prometheus").text
     assert "orthanc_dicom_events_published_total" in metrics
 

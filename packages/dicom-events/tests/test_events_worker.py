@@ -17,6 +17,7 @@ from orthanc_dicom_events.plugin import DicomEventsPlugin, create
 from orthanc_dicom_events.publishers import PublishError
 from orthanc_dicom_events.worker import CURSOR_PROPERTY
 from orthanc_fake import FakeOrthanc, make_instance
+from orthanc_fake.dicom import PrivateBlock
 from orthanc_fake.enums import ChangeType, InstanceOrigin, ResourceType
 
 ALL_EVENTS = {
@@ -44,6 +45,7 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
         fake: FakeOrthanc | None = None,
         publisher: MemoryPublisher | None = None,
         extra: dict[str, Any] | None = None,
+        capture_on_store: bool = True,
         **events: Any,
     ) -> tuple[FakeOrthanc, DicomEventsPlugin, MemoryPublisher]:
         config = base_config(**(events or ALL_EVENTS))
@@ -58,6 +60,10 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
         plugin.worker._publisher_factory = lambda: publisher
         fake.on_change_callback = None  # a restarted Orthanc: a fresh registration
         fake.RegisterOnChangeCallback(plugin.on_change)
+        fake.on_stored_instance_callback = None
+        # Without the capture, every tag is read through REST (instances stored before a start).
+        if plugin.on_stored_instance is not None and capture_on_store:
+            fake.RegisterOnStoredInstanceCallback(plugin.on_stored_instance)
         fake.start()
         running.append((fake, plugin))
         assert plugin.worker.ready.wait(5), fake.log_messages()
@@ -381,6 +387,84 @@ def test_tags_are_read_only_for_the_instances_whose_event_leaves(
     assert read == [f"GET /instances/{ids[0]}/tags", f"GET /instances/{ids[-1]}/tags"]
 
 
+def test_without_throttle_the_tags_come_from_the_stored_instance_not_a_read(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = base_config()
+    config["Dictionary"] = {"0055,1011": ["LO", "QueueID", 1, 1, "MATTERHORN_Prvt_Tags"]}
+    fake = FakeOrthanc(config, started=False)
+    calls = _record_calls(fake, monkeypatch)
+    fake, plugin, publisher = setup(
+        fake=fake,
+        StoredInstance=True,
+        StoredInstancePublishTags=["PatientID", "QueueID", "StudyDescription"],
+    )
+    assert plugin.on_stored_instance is not None
+    block = PrivateBlock(0x0055, "MATTERHORN_Prvt_Tags", {0x11: ("LO", "queue-7")})
+    short = fake.store(
+        make_instance(sop_uid="7.1", private_blocks=[block], StudyDescription="Chest")
+    ).instance_id
+    # Orthanc's JSON leaves out values over 256 characters: that one is read through REST.
+    long = fake.store(make_instance(sop_uid="7.2", StudyDescription="x" * 300)).instance_id
+    fake.deliver_pending_changes()
+    wait_for(lambda: len(publisher.events) == 2, what="2 stored events")
+    tags = {e["subject"]: e["data"]["tags"] for e in _envelopes(publisher)}
+    expected = {"PatientID": "PATIENT", "QueueID": "queue-7", "StudyDescription": "Chest"}
+    assert tags[short] == expected
+    assert long in tags
+    # (The real Orthanc's raw value read, `/content/0008-1030`, is covered end to end.)
+    read = [c for c in calls if c.startswith("GET /instances/") and "/content/" not in c]
+    assert read == [f"GET /instances/{long}/tags"]
+    assert plugin.stored_tags is not None and plugin.stored_tags.captured == 1
+
+
+def test_with_a_throttle_or_no_tags_nothing_runs_on_the_store_path(setup: Setup) -> None:
+    _, throttled, _ = setup(
+        StoredInstance=True, StoredInstanceThrottleMs=500, StoredInstancePublishTags=["PatientID"]
+    )
+    _, untagged, _ = setup(StoredInstance=True)
+    assert throttled.on_stored_instance is None
+    assert untagged.on_stored_instance is None
+
+
+def test_an_instance_of_a_skipped_origin_is_not_captured(setup: Setup) -> None:
+    fake, plugin, publisher = setup(
+        StoredInstance=True,
+        StoredInstanceSkipOrigin=["REST_API"],
+        StoredInstancePublishTags=["PatientID"],
+    )
+    _store(fake, 2, series="8.1")
+    _store(fake, 1, series="8.2", origin=InstanceOrigin.DICOM_PROTOCOL, remote_aet="MODALITY")
+    wait_for(lambda: len(publisher.events) == 1, what="the C-STORE event")
+    assert _envelopes(publisher)[0]["data"]["tags"] == {"PatientID": "PATIENT"}
+    assert plugin.stored_tags is not None
+    assert plugin.stored_tags.captured == 1
+
+
+def test_an_instance_stored_before_a_restart_has_its_tags_read(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeOrthanc(base_config(), started=False)
+    calls = _record_calls(fake, monkeypatch)
+    fake, plugin, publisher = setup(
+        fake=fake, StoredInstance=True, StoredInstancePublishTags=["SOPInstanceUID"]
+    )
+    publisher.down = True
+    ids = _store(fake, 2, series="9.1")
+    plugin.stop()
+    fake.started = False
+    _, restarted, returned = setup(
+        fake=fake, StoredInstance=True, StoredInstancePublishTags=["SOPInstanceUID"]
+    )
+    wait_for(lambda: len(returned.events) == 2, what="the 2 events after the restart")
+    assert [e["data"]["tags"]["SOPInstanceUID"] for e in _envelopes(returned)] == [
+        "9.1.1",
+        "9.1.2",
+    ]
+    assert {f"GET /instances/{i}/tags" for i in ids} <= set(calls)
+    assert restarted.stored_tags is not None and len(restarted.stored_tags) == 0
+
+
 def test_the_stable_events_of_a_page_read_their_resources_in_bulk(
     setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -648,7 +732,9 @@ def test_private_creator_is_published_as_one_value_or_a_list(setup: Setup) -> No
 def test_a_page_read_again_after_a_failure_carries_the_same_payload(
     setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake, plugin, publisher = setup(StoredInstance=True, StoredInstancePublishTags=["PatientID"])
+    fake, plugin, publisher = setup(
+        StoredInstance=True, StoredInstancePublishTags=["PatientID"], capture_on_store=False
+    )
     plugin.worker._backoff = type(plugin.worker._backoff)(first=0.01, cap=0.01)
     real_get = fake.RestApiGet
     failures = {"left": 1}
@@ -695,7 +781,9 @@ def test_a_refused_event_becomes_a_dead_letter_and_the_stream_flows_on(
 def test_an_unreadable_file_is_given_up_after_a_few_tries_not_forever(
     setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake, plugin, publisher = setup(StoredInstance=True, StoredInstancePublishTags=["PatientID"])
+    fake, plugin, publisher = setup(
+        StoredInstance=True, StoredInstancePublishTags=["PatientID"], capture_on_store=False
+    )
     plugin.worker._backoff = type(plugin.worker._backoff)(first=0.01, cap=0.01)
     real_get = fake.RestApiGet
     broken: set[str] = set()

@@ -21,6 +21,7 @@ from .envelope import (
 from .events import DELETED_TYPES, STABLE_TYPES, EventType, enabled_types
 from .resources import ResourceReader
 from .spool import DeadLetter, SpooledDeletion
+from .stored_tags import StoredInstanceTags
 from .tags import cut_long_values, select_instance_tags, select_main_tags
 from .throttle import SeriesThrottle
 
@@ -68,8 +69,10 @@ class EventBuilder:
         identity: str,
         spool_identity: str,
         clock: Callable[[], float],
+        stored_tags: StoredInstanceTags | None = None,
     ) -> None:
         self._config = config
+        self._stored_tags = stored_tags
         self._selection = config.events
         self._types = enabled_types(config.events)
         self._reader = reader
@@ -275,12 +278,15 @@ class EventBuilder:
         wanted = self._selection.stored_instance_tags
         if not wanted:
             return {}
-        full = self._reader.get_json(f"/instances/{quote_id(instance_id)}/tags")
+        selected = self._stored_tags.get(instance_id) if self._stored_tags else None
+        if selected is None:
+            full = self._reader.get_json(f"/instances/{quote_id(instance_id)}/tags")
 
-        def read_raw(group_element: str) -> bytes:
-            return self._reader.raw(f"/instances/{quote_id(instance_id)}/content/{group_element}")
+            def read_raw(group_element: str) -> bytes:
+                uri = f"/instances/{quote_id(instance_id)}/content/{group_element}"
+                return self._reader.raw(uri)
 
-        selected = select_instance_tags(full, wanted, read_raw)
+            selected = select_instance_tags(full, wanted, read_raw)
         return cut_long_values(selected, self._selection.tag_value_max_length)
 
     def _stable(self, change: ch.Change, event_type: EventType) -> list[Output]:

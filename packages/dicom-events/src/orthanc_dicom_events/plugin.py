@@ -24,11 +24,13 @@ from ._kit import (
     status_handler,
 )
 from .config import SECTION, DicomEventsConfig, mask_secrets, mask_url_password, parse
+from .events import EventType, enabled_types
 from .lease import AdvisoryLock, DriverMissing, PublisherLock
 from .publishers import Publisher
 from .publishers.factory import build_publisher
 from .spool import read_dead_letters
 from .status import Status, as_json
+from .stored_tags import StoredInstanceTags, origin_codes
 from .worker import EventWorker
 
 NAME = "dicom-events"
@@ -55,12 +57,16 @@ class DicomEventsPlugin:
         self.host = OrthancHost(orthanc, redact=lambda text: mask_secrets(text, config))
         self._kinds = self.host.constants
         self.status_counters = Status()
+        self.stored_tags = stored_tags_cache(orthanc, config)
+        if self.stored_tags is not None:
+            self.on_stored_instance = self.stored_tags.on_stored_instance
         self.worker = EventWorker(
             self.host,
             config,
             publisher_factory or (lambda: build_publisher(config)),
             self.status_counters,
             lock=lock,
+            stored_tags=self.stored_tags,
         )
 
     def on_change(self, change_type: int, level: int, resource_id: str) -> None:
@@ -71,6 +77,8 @@ class DicomEventsPlugin:
         elif change_type == kinds.orthanc_stopped:
             self.stop()
         elif change_type == kinds.deleted:
+            if level == kinds.instance and self.stored_tags is not None:
+                self.stored_tags.forget(resource_id)
             level_name = kinds.level_name(level)
             if level_name is not None:
                 self.worker.deleted(level_name, resource_id)
@@ -94,7 +102,14 @@ class DicomEventsPlugin:
             broker["TopicArn"] = config.sns.topic_arn
         self._refresh_log_end()
         broker.update(as_json(self.status_counters.snapshot()))
-        answer = {"Plugin": NAME, "Version": __version__, "Source": config.source, "Broker": broker}
+        answer: dict[str, Any] = {
+            "Plugin": NAME,
+            "Version": __version__,
+            "Source": config.source,
+            "Broker": broker,
+        }
+        if self.stored_tags is not None:
+            answer["InstanceTagsCapturedOnStore"] = self.stored_tags.captured
         if self.lock is not None:
             worker = self.worker
             answer["Cluster"] = {
@@ -130,6 +145,21 @@ class DicomEventsPlugin:
         letters = read_dead_letters(self.config.state_directory, DEAD_LETTERS_SHOWN)
         total = self.status_counters.snapshot().dead_letters
         return json_response(200, {"DeadLettersSinceStart": total, "Newest": letters})
+
+
+def stored_tags_cache(orthanc: ModuleType, config: DicomEventsConfig) -> StoredInstanceTags | None:
+    """Capture event tags as instances are stored only when every stored instance is published
+    with tags (no throttle); otherwise they are read for the few events that leave."""
+    events = config.events
+    if not (
+        EventType.INSTANCE_STORED in enabled_types(events)
+        and events.stored_instance_tags
+        and events.stored_instance_throttle_ms == 0
+        and hasattr(orthanc, "RegisterOnStoredInstanceCallback")
+    ):
+        return None
+    skipped = origin_codes(orthanc, events.stored_instance_skip_origins)
+    return StoredInstanceTags(events.stored_instance_tags, skipped)
 
 
 def create(orthanc: ModuleType, orthanc_config: Mapping[str, Any]) -> DicomEventsPlugin:

@@ -28,6 +28,7 @@ from .publishers import Publisher, PublishError, Refusal
 from .resources import ResourceReader
 from .spool import DeadLetter, DeletedNotice, Spool, SpooledDeletion
 from .status import Status, metrics
+from .stored_tags import StoredInstanceTags
 
 # Orthanc global properties at or above 1024 are free for plugins; these two hold the state that
 # must live and die with Orthanc's database (the log's sequence numbers are only valid there).
@@ -98,9 +99,11 @@ class EventWorker:
         page_size: int = PAGE_SIZE,
         poll_seconds: float = POLL_SECONDS,
         lock: PublisherLock | None = None,
+        stored_tags: StoredInstanceTags | None = None,
     ) -> None:
         self._host = host
         self._config = config
+        self._stored_tags = stored_tags
         self._publisher_factory = publisher_factory
         self._status = status
         self._clock = clock
@@ -266,6 +269,7 @@ class EventWorker:
             self.identity,
             spool.identity if spool else self.identity,
             self._clock,
+            self._stored_tags,
         )
         self._builder = builder
         return builder
