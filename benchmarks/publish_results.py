@@ -176,7 +176,10 @@ def render_series_private_tags(results: dict[str, Any]) -> str:
                 "large_listing",
             )
         )
-    lines = [
+    lines = []
+    if "flavour" in results:
+        lines += [f"{results['flavour']}: Orthanc {results.get('orthanc_version', '?')}.", ""]
+    lines += [
         "| comparison | Orthanc (CPU / wall) | plugin (CPU / wall) | ratio | target | met |",
         "|---|---|---|---|---|---|",
     ]

@@ -24,11 +24,12 @@ Listings are compared by the CPU time Orthanc's process spends per request (utim
 /proc/<pid>/stat: Orthanc's own work and the plugin's, both in that process), which a busy
 machine disturbs far less than the wall times, reported beside them.
 
-Writes results.json and results.md into --output and prints the Markdown table; exits 1 when a
-target is missed.
+Writes results.json and results.md into --output (default: results/ here, results-<flavour>/ for
+another flavour) and prints the Markdown table; exits 1 when a target is missed.
 
     .venv/bin/python benchmarks/series_private_tags/bench.py [--series 10000]
         [--large-series 100000] [--output DIR]
+    HARNESS_FLAVOUR=debian-sid .venv/bin/python benchmarks/series_private_tags/bench.py
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.dicom_events.bench import EMPTY_ENTRY, EMPTY_ENTRY_ROUTE  # noqa: E402
 from benchmarks.publish_results import SERIES_PRIVATE_TAGS_TARGETS, write  # noqa: E402
+from integration.harness import flavours  # noqa: E402
 from integration.harness.orthanc import (  # noqa: E402
     OrthancServer,
     composer_command,
@@ -251,6 +253,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         "threads": arguments.threads,
         "chunks": arguments.chunks,
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "flavour": flavours.selected_flavour(),
     }
     with tempfile.TemporaryDirectory(prefix="spt-bench-") as workdir:
         baseline = OrthancServer(Path(workdir) / "baseline", config=COMMON_CONFIG, name="baseline")
@@ -274,6 +277,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
             baseline.start()
             floor.start()
             server.start()
+            results["orthanc_version"] = str(server.client.get_json("/system").get("Version", "?"))
             results["ingest"] = compare_ingest(baseline, floor, server, files, arguments)
             baseline.stop()
             floor.stop()
@@ -350,8 +354,15 @@ def entry_with_passthrough(folder: Path) -> Path:
     """The plugin's composed entry, plus the passthrough route."""
     folder.mkdir(parents=True, exist_ok=True)
     output = folder / "__init__.py"
-    argv = [*composer_command(), "series-private-tags", "--site-packages", str(site_packages())]
-    subprocess.run([*argv, "--output", str(output)], check=True, capture_output=True, timeout=60)
+    flavour = flavours.selected_flavour()
+    if flavours.runs_chrooted(flavour):
+        # The composer of the flavour's plugin venv, as a user of that Orthanc runs it.
+        flavours.chrooted_orthanc(flavour).compose(["series-private-tags"], output)
+    else:
+        argv = [*composer_command(), "series-private-tags", "--site-packages", str(site_packages())]
+        subprocess.run(
+            [*argv, "--output", str(output)], check=True, capture_output=True, timeout=60
+        )
     output.write_text(output.read_text() + PASSTHROUGH)
     return output
 

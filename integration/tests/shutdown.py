@@ -28,6 +28,10 @@ def python_plugin_version(log: str) -> str | None:
     return found.group(1) if found else None
 
 
+def clean_exit(status: int | None) -> bool:
+    return status in _CLEAN
+
+
 def crashed_once_finalized(status: int | None, log: str) -> bool:
     """A crash status, and Orthanc's last log line is the Python plugin's finalization."""
     orthanc_lines = [line for line in log.splitlines() if re.match(r"^[IWE]\d{4} ", line)]
@@ -36,7 +40,7 @@ def crashed_once_finalized(status: int | None, log: str) -> bool:
 
 def assert_stopped_cleanly(server: Orthanc, status: int | None) -> None:
     """Exit status 0 (or SIGTERM), or plugin 7.1's known crash once it is finalized."""
-    if status in _CLEAN:
+    if clean_exit(status):
         return
     log = server.log_text()
     known = python_plugin_version(log) in PLUGINS_THAT_CRASH_WHEN_FINALIZED

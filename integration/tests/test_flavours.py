@@ -3,7 +3,6 @@ its Python plugin reads; and the flavour builder's decisions (no build needed fo
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path, PurePosixPath
 
@@ -16,6 +15,7 @@ from integration.harness.flavours import FLAVOURS, PythonPluginApi
 from integration.harness.processes import HarnessError
 from integration.tests.shutdown import (
     PLUGINS_THAT_CRASH_WHEN_FINALIZED,
+    clean_exit,
     crashed_once_finalized,
     python_plugin_version,
 )
@@ -167,20 +167,33 @@ def test_python_plugin_shutdown_with_a_do_nothing_change_callback(
 
     None of this project's code runs here: this is the evidence behind the one crash that
     `shutdown.assert_stopped_cleanly` accepts, and it fails when a plugin version stops crashing.
+    The crash is a race at finalization (most stops, not all): 7.1 gets a few stops to show it.
     """
     script = tmp_path / "do_nothing.py"
     script.write_text(DO_NOTHING_CHANGE_CALLBACK)
     server = orthanc_factory(script=script)
-    for index in range(10):
-        server.upload_file(make_instance(series_uid=f"1.2.3.{index}", sop_uid=f"1.2.3.{index}.1"))
-    time.sleep(1)
-    status = server.stop()
-    log = server.log_text()
-    version = python_plugin_version(log)
-    if version in PLUGINS_THAT_CRASH_WHEN_FINALIZED:
-        assert crashed_once_finalized(status, log), (status, server.log_tail(5))
-    else:
-        assert status in (0, -signal.SIGTERM), (version, status, server.log_tail(5))
+    statuses = []
+    for attempt in range(CRASH_ATTEMPTS):
+        if attempt:
+            server.start()
+        for index in range(10):
+            uid = f"1.2.3.{attempt}.{index}"
+            server.upload_file(make_instance(series_uid=uid, sop_uid=f"{uid}.1"))
+        time.sleep(1)
+        status = server.stop()
+        statuses.append(status)
+        log = server.log_text()
+        version = python_plugin_version(log)
+        if version not in PLUGINS_THAT_CRASH_WHEN_FINALIZED:
+            assert clean_exit(status), (version, status, server.log_tail(5))
+            return
+        if crashed_once_finalized(status, log):
+            return
+        assert clean_exit(status), (status, server.log_tail(5))  # nothing but that crash
+    pytest.fail(f"plugin {version} stopped cleanly {CRASH_ATTEMPTS} times: {statuses}")
+
+
+CRASH_ATTEMPTS = 4
 
 
 # -- decisions ---------------------------------------------------------------------------------
