@@ -54,6 +54,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.dicom_events.bench import EMPTY_ENTRY, EMPTY_ENTRY_ROUTE  # noqa: E402
+from benchmarks.ingest_cost.bench import process_pid  # noqa: E402
 from benchmarks.publish_results import SERIES_PRIVATE_TAGS_TARGETS, write  # noqa: E402
 from integration.harness import flavours  # noqa: E402
 from integration.harness.orthanc import (  # noqa: E402
@@ -195,9 +196,7 @@ def alternate(
     """Median wall and CPU times of two routes requested in turn (which one goes first
     alternates too); the ratio is the CPU one. A sample is `batch` requests in a row (CPU time
     is counted in clock ticks of 10 ms: a short request needs many), divided by `batch`."""
-    pid = server.pid
-    if pid is None:
-        raise RuntimeError("Orthanc is not running")
+    pid = process_pid(server)  # Orthanc itself, also when it runs chrooted
     timed_get(server.url, baseline)
     timed_get(server.url, candidate)
     times: dict[str, list[float]] = {"baseline": [], "candidate": []}
@@ -317,8 +316,7 @@ def large_listing(workdir: Path, arguments: argparse.Namespace) -> dict[str, Any
     )
     try:
         server.start()
-        pid = server.pid
-        assert pid is not None
+        pid = process_pid(server)  # Orthanc itself, also when it runs chrooted
         print(f"large listing: storing {len(files)} series ...", flush=True)
         rate = ingest(server.url, files, arguments.threads)
         wait_for_backlog(server, len(files), 1800)
