@@ -387,12 +387,15 @@ def test_tags_are_read_only_for_the_instances_whose_event_leaves(
     assert read == [f"GET /instances/{ids[0]}/tags", f"GET /instances/{ids[-1]}/tags"]
 
 
+CAPTURING_ORTHANC = "1.13.0"  # tags are taken on store from Orthanc 1.12.5 on
+
+
 def test_without_throttle_the_tags_come_from_the_stored_instance_not_a_read(
     setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = base_config()
     config["Dictionary"] = {"0055,1011": ["LO", "QueueID", 1, 1, "MATTERHORN_Prvt_Tags"]}
-    fake = FakeOrthanc(config, started=False)
+    fake = FakeOrthanc(config, started=False, orthanc_version=CAPTURING_ORTHANC)
     calls = _record_calls(fake, monkeypatch)
     fake, plugin, publisher = setup(
         fake=fake,
@@ -418,17 +421,32 @@ def test_without_throttle_the_tags_come_from_the_stored_instance_not_a_read(
     assert plugin.stored_tags is not None and plugin.stored_tags.captured == 1
 
 
-def test_with_a_throttle_or_no_tags_nothing_runs_on_the_store_path(setup: Setup) -> None:
+def test_with_a_throttle_no_tags_or_orthanc_1_10_nothing_runs_on_the_store_path(
+    setup: Setup,
+) -> None:
+    def newer() -> FakeOrthanc:
+        return FakeOrthanc(base_config(), started=False, orthanc_version=CAPTURING_ORTHANC)
+
     _, throttled, _ = setup(
-        StoredInstance=True, StoredInstanceThrottleMs=500, StoredInstancePublishTags=["PatientID"]
+        fake=newer(),
+        StoredInstance=True,
+        StoredInstanceThrottleMs=500,
+        StoredInstancePublishTags=["PatientID"],
     )
-    _, untagged, _ = setup(StoredInstance=True)
+    _, untagged, _ = setup(fake=newer(), StoredInstance=True)
+    _, older, _ = setup(StoredInstance=True, StoredInstancePublishTags=["PatientID"])  # 1.10.1
+    _, captures, _ = setup(
+        fake=newer(), StoredInstance=True, StoredInstancePublishTags=["PatientID"]
+    )
     assert throttled.on_stored_instance is None
     assert untagged.on_stored_instance is None
+    assert older.on_stored_instance is None and "InstanceTagsCapturedOnStore" not in older.status()
+    assert captures.on_stored_instance is not None
 
 
 def test_an_instance_of_a_skipped_origin_is_not_captured(setup: Setup) -> None:
     fake, plugin, publisher = setup(
+        fake=FakeOrthanc(base_config(), started=False, orthanc_version=CAPTURING_ORTHANC),
         StoredInstance=True,
         StoredInstanceSkipOrigin=["REST_API"],
         StoredInstancePublishTags=["PatientID"],
@@ -444,7 +462,7 @@ def test_an_instance_of_a_skipped_origin_is_not_captured(setup: Setup) -> None:
 def test_an_instance_stored_before_a_restart_has_its_tags_read(
     setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake = FakeOrthanc(base_config(), started=False)
+    fake = FakeOrthanc(base_config(), started=False, orthanc_version=CAPTURING_ORTHANC)
     calls = _record_calls(fake, monkeypatch)
     fake, plugin, publisher = setup(
         fake=fake, StoredInstance=True, StoredInstancePublishTags=["SOPInstanceUID"]

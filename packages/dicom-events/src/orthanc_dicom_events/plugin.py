@@ -147,19 +147,35 @@ class DicomEventsPlugin:
         return json_response(200, {"DeadLettersSinceStart": total, "Newest": letters})
 
 
+# From this version on (measured on 1.12.7 and 1.13.0) a lookup of an instance goes through
+# Orthanc's newer find path, whose cost grows with an SQLite index and pays a round trip with
+# PostgreSQL: `/tags` afterwards costs 4 to 20 times the capture. On 1.10 the read afterwards is
+# cheaper in all than a Python callback on every store.
+CAPTURE_FROM_ORTHANC = (1, 12, 5)
+
+
 def stored_tags_cache(orthanc: ModuleType, config: DicomEventsConfig) -> StoredInstanceTags | None:
     """Capture event tags as instances are stored only when every stored instance is published
-    with tags (no throttle); otherwise they are read for the few events that leave."""
+    with tags (no throttle) and Orthanc's own lookup is the dearer way to read them."""
     events = config.events
     if not (
         EventType.INSTANCE_STORED in enabled_types(events)
         and events.stored_instance_tags
         and events.stored_instance_throttle_ms == 0
         and hasattr(orthanc, "RegisterOnStoredInstanceCallback")
+        and _orthanc_at_least(orthanc, CAPTURE_FROM_ORTHANC)
     ):
         return None
     skipped = origin_codes(orthanc, events.stored_instance_skip_origins)
     return StoredInstanceTags(events.stored_instance_tags, skipped)
+
+
+def _orthanc_at_least(orthanc: ModuleType, version: tuple[int, int, int]) -> bool:
+    check = getattr(orthanc, "CheckVersionAdvanced", None)
+    try:
+        return check is not None and bool(check(*version))
+    except Exception:  # an unusable answer: the REST path works everywhere
+        return False
 
 
 def create(orthanc: ModuleType, orthanc_config: Mapping[str, Any]) -> DicomEventsPlugin:
