@@ -40,7 +40,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -57,11 +56,7 @@ from benchmarks.dicom_events.bench import EMPTY_ENTRY, EMPTY_ENTRY_ROUTE  # noqa
 from benchmarks.ingest_cost.bench import process_pid  # noqa: E402
 from benchmarks.publish_results import SERIES_PRIVATE_TAGS_TARGETS, write  # noqa: E402
 from integration.harness import flavours  # noqa: E402
-from integration.harness.orthanc import (  # noqa: E402
-    OrthancServer,
-    composer_command,
-    site_packages,
-)
+from integration.harness.orthanc import OrthancServer, compose_entry  # noqa: E402
 from integration.harness.processes import wait_until  # noqa: E402
 from orthanc_fake.dicom import PrivateBlock, make_instance  # noqa: E402
 
@@ -350,17 +345,8 @@ def large_listing(workdir: Path, arguments: argparse.Namespace) -> dict[str, Any
 
 def entry_with_passthrough(folder: Path) -> Path:
     """The plugin's composed entry, plus the passthrough route."""
-    folder.mkdir(parents=True, exist_ok=True)
     output = folder / "__init__.py"
-    flavour = flavours.selected_flavour()
-    if flavours.runs_chrooted(flavour):
-        # The composer of the flavour's plugin venv, as a user of that Orthanc runs it.
-        flavours.chrooted_orthanc(flavour).compose(["series-private-tags"], output)
-    else:
-        argv = [*composer_command(), "series-private-tags", "--site-packages", str(site_packages())]
-        subprocess.run(
-            [*argv, "--output", str(output)], check=True, capture_output=True, timeout=60
-        )
+    compose_entry(["series-private-tags"], output, flavours.selected_flavour())
     output.write_text(output.read_text() + PASSTHROUGH)
     return output
 

@@ -102,6 +102,29 @@ def composer_command() -> list[str]:
     return [found]
 
 
+def compose_entry(plugins: Sequence[str], output: Path, flavour: str) -> None:
+    """Write the composed entry of `plugins` to `output`, for the Orthanc of `flavour`."""
+    if flavours.runs_chrooted(flavour):
+        # The composer installed in the flavour's venv, as a user of that Orthanc runs it.
+        flavours.chrooted_orthanc(flavour).compose(plugins, output)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    argv = [
+        *composer_command(),
+        *plugins,
+        "--site-packages",
+        str(site_packages()),
+        "--output",
+        str(output),
+    ]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    if result.returncode != 0 or not output.exists():
+        raise HarnessError(
+            f"{' '.join(argv)} failed with status {result.returncode}:\n"
+            f"{result.stdout}{result.stderr}"
+        )
+
+
 def standalone_entry(plugin: str) -> Path:
     """The `orthanc_entry.py` shipped inside the plugin's package."""
     spec = importlib.util.find_spec(PLUGINS[plugin].package)
@@ -329,26 +352,7 @@ class OrthancServer(OrthancOperations):
 
     def _compose(self) -> Path:
         output = self.workdir / "composed" / "__init__.py"
-        chrooted = self._chrooted()
-        if chrooted is not None:
-            # The composer installed in the flavour's venv, as a user of that Orthanc runs it.
-            chrooted.compose(self.plugins, output)
-            return output
-        output.parent.mkdir(parents=True, exist_ok=True)
-        argv = [
-            *composer_command(),
-            *self.plugins,
-            "--site-packages",
-            str(site_packages()),
-            "--output",
-            str(output),
-        ]
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
-        if result.returncode != 0 or not output.exists():
-            raise HarnessError(
-                f"{' '.join(argv)} failed with status {result.returncode}:\n"
-                f"{result.stdout}{result.stderr}"
-            )
+        compose_entry(self.plugins, output, self.flavour)
         return output
 
     def _write_config(self) -> None:

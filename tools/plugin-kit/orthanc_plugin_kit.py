@@ -221,6 +221,18 @@ def quote_id(resource_id: str) -> str:
     return quote(resource_id, safe="")
 
 
+def orthanc_at_least(orthanc: OrthancModule, major: int, minor: int, revision: int) -> bool:
+    """Whether Orthanc's core (not its Python plugin) is this version or later; False when it
+    cannot tell, so the caller keeps the behaviour every version supports."""
+    check = getattr(orthanc, "CheckVersionAdvanced", None)
+    if check is None:
+        return False
+    try:
+        return bool(check(major, minor, revision))
+    except Exception:  # an unusable answer
+        return False
+
+
 def core_labels_status_bodies(orthanc: OrthancModule) -> bool:
     """Whether Orthanc itself labels a status sent with a body (`text/plain` plus `nosniff`).
 
@@ -228,13 +240,7 @@ def core_labels_status_bodies(orthanc: OrthancModule) -> bool:
     plugin's own: a plugin that also sets `Content-Type` answers with two. This is the core's
     behaviour, not the Python plugin's, so the core's version is asked.
     """
-    check = getattr(orthanc, "CheckVersionAdvanced", None)
-    if check is None:
-        return False
-    try:
-        return bool(check(1, 12, 2))
-    except Exception:  # an unusable answer: keep labelling our own bodies
-        return False
+    return orthanc_at_least(orthanc, 1, 12, 2)
 
 
 # Python plugin 7.1 (Orthanc 1.13) releases its reference to a REST callback after the

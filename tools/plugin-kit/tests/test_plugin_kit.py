@@ -366,3 +366,16 @@ def test_a_route_callback_outlives_everything_but_the_interpreter() -> None:
     serve(fake, lambda request: kit.json_response(200, {}))
     gc.collect()
     assert fake.registered() is not None
+
+
+def test_orthanc_at_least_asks_the_core_and_falls_back_to_no() -> None:
+    newer = FakeOrthanc({}, started=False, orthanc_version="1.13.0")
+    assert kit.orthanc_at_least(newer, 1, 12, 5)
+    assert not kit.orthanc_at_least(FakeOrthanc({}, started=False), 1, 12, 5)  # 1.10.1
+
+    class Unanswering:
+        def CheckVersionAdvanced(self, *version: int) -> bool:
+            raise RuntimeError("no answer")
+
+    assert not kit.orthanc_at_least(Unanswering(), 1, 0, 0)
+    assert not kit.orthanc_at_least(object(), 1, 0, 0)

@@ -21,6 +21,7 @@ from ._kit import (
     configured_directory,
     json_response,
     method_not_allowed,
+    orthanc_at_least,
     status_handler,
 )
 from .config import SECTION, DicomEventsConfig, mask_secrets, mask_url_password, parse
@@ -163,19 +164,11 @@ def stored_tags_cache(orthanc: ModuleType, config: DicomEventsConfig) -> StoredI
         and events.stored_instance_tags
         and events.stored_instance_throttle_ms == 0
         and hasattr(orthanc, "RegisterOnStoredInstanceCallback")
-        and _orthanc_at_least(orthanc, CAPTURE_FROM_ORTHANC)
+        and orthanc_at_least(orthanc, *CAPTURE_FROM_ORTHANC)
     ):
         return None
     skipped = origin_codes(orthanc, events.stored_instance_skip_origins)
     return StoredInstanceTags(events.stored_instance_tags, skipped)
-
-
-def _orthanc_at_least(orthanc: ModuleType, version: tuple[int, int, int]) -> bool:
-    check = getattr(orthanc, "CheckVersionAdvanced", None)
-    try:
-        return check is not None and bool(check(*version))
-    except Exception:  # an unusable answer: the REST path works everywhere
-        return False
 
 
 def create(orthanc: ModuleType, orthanc_config: Mapping[str, Any]) -> DicomEventsPlugin:
